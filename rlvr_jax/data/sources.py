@@ -1,0 +1,330 @@
+"""Task sources: random-access sequences of prompt examples, selected by name from ``SOURCES``.
+
+A task source has ``__len__`` and ``__getitem__(i) -> dict`` (so grain's ``MapDataset.source`` takes it
+as a ``RandomAccessDataSource``) and a ``name`` used in messages. Every example is a plain dict::
+
+    {'question': str, 'answer': str,   # gold final answer ('' when the task has no single one)
+     'metadata': dict,                 # everything else the verifier may need
+     'task': str | None,               # reasoning-gym dataset name, so rewards can call its scorer
+     'id': str}                        # stable and unique within the source
+
+Sources are built from a config mapping (plain dict or ``ml_collections.ConfigDict``) whose
+``'source'`` key picks the builder and whose other keys are that builder's keyword arguments::
+
+    make_source({'source': 'reasoning_gym', 'name': 'chain_sum', 'size': 10_000, 'seed': 0,
+                 'kwargs': {'min_terms': 2, 'max_terms': 2}})
+    make_source({'source': 'mixture', 'seed': 0, 'weights': [3, 1],
+                 'sources': [{'source': 'reasoning_gym', 'name': 'chain_sum', 'size': 1000},
+                             {'source': 'jsonl', 'path': '/data/gsm8k/train.jsonl'}]})
+    make_source({'source': 'tfds', 'name': 'gsm8k', 'split': 'train', 'data_dir': '/data/tfds'})
+
+Task families: reasoning-gym (Stojanovski et al., 2025, arXiv:2505.24760) procedural tasks, GSM8K
+and MATH files (see ``rows.py`` for their answer formats), and TFDS ``data_source`` datasets.
+"""
+from __future__ import annotations
+
+import glob
+import inspect
+import json
+import os
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from absl import logging
+
+from rlvr_jax.data import rows as rows_lib
+
+
+def _example(question, answer, metadata, task, example_id) -> dict:
+    return {"question": question, "answer": answer, "metadata": metadata, "task": task,
+            "id": example_id}
+
+
+class ListSource:
+    """An in-memory source (file rows, held-out sets); ``skipped`` maps reason -> bad row locations."""
+
+    def __init__(self, examples: Sequence[dict], name: str,
+                 skipped: Mapping[str, list] | None = None):
+        if not examples:
+            raise ValueError(f"task source {name} is empty")
+        self._examples = list(examples)
+        self.name = name
+        self.skipped = dict(skipped or {})
+
+    @property
+    def num_skipped(self) -> int:
+        return sum(len(v) for v in self.skipped.values())
+
+    def __len__(self) -> int:
+        return len(self._examples)
+
+    def __getitem__(self, index: int) -> dict:
+        # A copy, so a consumer that edits an example cannot change later epochs.
+        example = self._examples[index]
+        return dict(example, metadata=dict(example["metadata"]))
+
+    def __repr__(self) -> str:
+        return f"ListSource({self.name}, len={len(self)})"
+
+
+class ReasoningGymSource:
+    """A reasoning-gym procedural dataset; item i is generated on access from Random(seed + i).
+
+    ENV.md: datasets built with nearby seeds overlap almost completely, so held-out sets shift the
+    seed by ~1e8 (``heldout.make_eval_source``). Tasks without a single oracle answer (e.g.
+    ``graph_color``, ``rush_hour``) have answer None in reasoning-gym; it becomes '' here and their
+    ``score_answer`` checks the metadata instead.
+    """
+
+    def __init__(self, name: str, size: int, seed: int = 0, kwargs: Mapping[str, Any] | None = None):
+        import reasoning_gym  # pylint: disable=import-outside-toplevel
+        from reasoning_gym import factory  # pylint: disable=import-outside-toplevel
+
+        if name not in factory.DATASETS:
+            raise ValueError(f"reasoning_gym source: unknown dataset name={name!r}; available: "
+                             f"{', '.join(sorted(factory.DATASETS))}")
+        if int(size) < 1:
+            raise ValueError(f"reasoning_gym source {name!r}: size must be >= 1 (got {size})")
+        kwargs = dict(kwargs or {})
+        try:
+            self._dataset = reasoning_gym.create_dataset(name, size=int(size), seed=int(seed),
+                                                         **kwargs)
+        except TypeError as err:  # an unknown field of the dataset's config class
+            raise ValueError(f"reasoning_gym source {name!r}: bad kwargs {sorted(kwargs)}: {err}") from err
+        self.task = name
+        self.seed = int(seed)
+        self.size = int(size)
+        self.kwargs = kwargs
+        self.name = f"reasoning_gym:{name}(seed={seed}, size={size})"
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if not 0 <= index < self.size:
+            raise IndexError(f"{self.name}: index {index} out of range")
+        entry = self._dataset[index]
+        answer = entry.get("answer")
+        return _example(str(entry["question"]), "" if answer is None else str(answer),
+                        dict(entry.get("metadata") or {}), self.task,
+                        f"{self.task}:{self.seed}:{index}")
+
+    def __repr__(self) -> str:
+        return f"ReasoningGymSource({self.name})"
+
+
+class MixtureSource:
+    """A deterministic weighted mixture: position i holds one item of component c(i).
+
+    Exactly round(w_c * size) positions (largest remainder) go to component c, in an order shuffled
+    by ``seed``; component c's items are taken in order and wrap around only when its share exceeds
+    its length. The default size is the largest one at which no component wraps.
+    """
+
+    def __init__(self, sources: Sequence[Any], weights: Sequence[float] | None = None,
+                 size: int | None = None, seed: int = 0):
+        if not sources:
+            raise ValueError("mixture source: 'sources' is empty")
+        weights = np.ones(len(sources)) if weights is None else np.asarray(weights, np.float64)
+        if weights.shape != (len(sources),):
+            raise ValueError(f"mixture source: {len(weights)} weights for {len(sources)} sources")
+        for i, w in enumerate(weights):
+            if not np.isfinite(w) or w <= 0:
+                raise ValueError(f"mixture source: weights[{i}]={w} must be a positive number")
+        probs = weights / weights.sum()  # [C]
+        lengths = np.array([len(s) for s in sources])  # [C]
+        if size is None:
+            size = int(np.floor(np.min(lengths / probs) + 1e-9))
+        if int(size) < 1:
+            raise ValueError(f"mixture source: size must be >= 1 (got {size})")
+        size = int(size)
+        # Largest-remainder rounding so the counts sum to size exactly.
+        exact = probs * size  # [C]
+        counts = np.floor(exact).astype(np.int64)
+        order = np.argsort(-(exact - counts), kind="stable")
+        counts[order[: size - counts.sum()]] += 1
+        labels = np.repeat(np.arange(len(sources)), counts)  # [size]
+        np.random.default_rng(seed).shuffle(labels)
+        offsets = np.zeros(size, np.int64)  # [size] index within the component
+        for c in range(len(sources)):
+            where = labels == c
+            offsets[where] = np.arange(where.sum()) % lengths[c]
+        self._sources = list(sources)
+        self._labels = labels
+        self._offsets = offsets
+        self.counts = counts
+        self.seed = int(seed)
+        self.name = "mixture(" + ", ".join(
+            f"{getattr(s, 'name', type(s).__name__)}:{p:.3g}" for s, p in zip(sources, probs)) + ")"
+
+    @property
+    def sources(self) -> list:
+        return list(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        return self._sources[self._labels[index]][int(self._offsets[index])]
+
+    def __repr__(self) -> str:
+        return f"MixtureSource({self.name}, len={len(self)})"
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def reasoning_gym_source(*, name: str, size: int, seed: int = 0,
+                         kwargs: Mapping[str, Any] | None = None) -> ReasoningGymSource:
+    """Any reasoning-gym dataset by name; ``kwargs`` go to its config class."""
+    return ReasoningGymSource(name, size, seed, kwargs)
+
+
+def mixture_source(*, sources: Sequence[Mapping[str, Any]], weights: Sequence[float] | None = None,
+                   size: int | None = None, seed: int = 0) -> MixtureSource:
+    """Weighted mixture of sub-source configs (each a config accepted by ``make_source``)."""
+    if not isinstance(sources, (list, tuple)) or not sources:
+        raise ValueError("mixture source: 'sources' must be a non-empty list of source configs")
+    return MixtureSource([make_source(c) for c in sources], weights, size, seed)
+
+
+def _expand_paths(path: str | Sequence[str], kind: str) -> list[str]:
+    patterns = [path] if isinstance(path, str) else list(path)
+    paths = []
+    for pattern in patterns:
+        found = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not found:
+            raise FileNotFoundError(f"{kind} source: no file matches path={pattern!r}")
+        paths.extend(found)
+    return paths
+
+
+def _jsonl_rows(path: str):
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = line  # row_to_example reports it as "not an object"
+            yield f"line {line_no}", row
+
+
+def _parquet_rows(path: str):
+    import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
+
+    for row_no, row in enumerate(pq.read_table(path).to_pylist()):
+        yield f"row {row_no}", row
+
+
+def _file_source(kind: str, reader: Callable, path, question_key, answer_key, answer_format,
+                 holdout_fraction, subset, limit) -> ListSource:
+    spec = rows_lib.RowSpec(question_key, answer_key, answer_format)
+    examples, skipped = [], {}
+    paths = _expand_paths(path, kind)
+    for p in paths:
+        ex, sk = rows_lib.rows_to_examples(reader(p), spec, origin=f"{kind} {p}",
+                                           holdout_fraction=holdout_fraction, subset=subset)
+        examples.extend(ex)
+        for reason, locs in sk.items():
+            skipped.setdefault(reason, []).extend(f"{p} {loc}" for loc in locs)
+    if limit is not None:
+        examples = examples[: int(limit)]
+    name = f"{kind}:{paths[0]}" + (f" (+{len(paths) - 1} files)" if len(paths) > 1 else "")
+    if subset != "all":
+        name += f"[{subset}]"
+    return ListSource(examples, name, skipped)
+
+
+def jsonl_source(*, path: str | Sequence[str], question_key: str | None = None,
+                 answer_key: str | None = None, answer_format: str = "auto",
+                 holdout_fraction: float = 0.0, subset: str = "all",
+                 limit: int | None = None) -> ListSource:
+    """JSON-lines file(s) (glob patterns allowed), GSM8K / MATH / plain layouts (see rows.py).
+
+    ``holdout_fraction`` with ``subset`` in {'train', 'eval'} carves a held-out split by question hash.
+    """
+    return _file_source("jsonl", _jsonl_rows, path, question_key, answer_key, answer_format,
+                        holdout_fraction, subset, limit)
+
+
+def parquet_source(*, path: str | Sequence[str], question_key: str | None = None,
+                   answer_key: str | None = None, answer_format: str = "auto",
+                   holdout_fraction: float = 0.0, subset: str = "all",
+                   limit: int | None = None) -> ListSource:
+    """Parquet file(s), same columns and options as ``jsonl_source``."""
+    return _file_source("parquet", _parquet_rows, path, question_key, answer_key, answer_format,
+                        holdout_fraction, subset, limit)
+
+
+def tfds_source(*, name: str, split: str = "train", data_dir: str | None = None,
+                builder_dir: str | None = None, question_key: str | None = None,
+                answer_key: str | None = None, answer_format: str = "auto",
+                eval_split: str | None = None, holdout_fraction: float = 0.0,
+                subset: str = "all", limit: int | None = None) -> ListSource:
+    """A prepared TFDS dataset read through ``tfds.data_source`` (array_record; never downloads).
+
+    Give ``data_dir`` (looked up by ``name``) or ``builder_dir`` (the versioned folder holding
+    dataset_info.json). Rows are decoded and validated once up front: RLVR prompt sets are small.
+    ``eval_split`` names the split ``make_eval_source`` uses for held-out evaluation.
+    """
+    del eval_split  # only read by heldout.make_eval_source
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+    if builder_dir is not None:
+        data = tfds.builder_from_directory(builder_dir).as_data_source(split=split)
+    elif data_dir is not None:
+        data = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    else:
+        raise ValueError(f"tfds source {name!r}: give data_dir or builder_dir (nothing is downloaded)")
+    origin = f"tfds {name}[{split}]"
+    rows = ((f"record {i}", data[i]) for i in range(len(data)))
+    spec = rows_lib.RowSpec(question_key, answer_key, answer_format)
+    examples, skipped = rows_lib.rows_to_examples(rows, spec, origin=origin,
+                                                  holdout_fraction=holdout_fraction, subset=subset)
+    if limit is not None:
+        examples = examples[: int(limit)]
+    return ListSource(examples, origin + ("" if subset == "all" else f"[{subset}]"), skipped)
+
+
+SOURCES: dict[str, Callable[..., Any]] = {
+    "reasoning_gym": reasoning_gym_source,
+    "mixture": mixture_source,
+    "jsonl": jsonl_source,
+    "parquet": parquet_source,
+    "tfds": tfds_source,
+}
+
+
+def config_to_dict(config: Any) -> dict:
+    """A plain dict from a mapping or ``ml_collections.ConfigDict`` (recursively)."""
+    if hasattr(config, "to_dict"):
+        config = config.to_dict()
+    if not isinstance(config, Mapping):
+        raise ValueError(f"a source config must be a mapping with a 'source' key, got {config!r}")
+    return dict(config)
+
+
+def make_source(config: Any):
+    """Builds the task source named by ``config['source']`` with the remaining keys as arguments."""
+    config = config_to_dict(config)
+    if "source" not in config:
+        raise ValueError(f"source config {config} has no 'source' key; one of {sorted(SOURCES)}")
+    kind = config.pop("source")
+    if kind not in SOURCES:
+        raise ValueError(f"unknown source={kind!r}; registered: {sorted(SOURCES)}")
+    builder = SOURCES[kind]
+    params = inspect.signature(builder).parameters
+    unknown = sorted(set(config) - set(params))
+    if unknown:
+        raise ValueError(f"{kind} source: unknown config key(s) {unknown}; accepted: {sorted(params)}")
+    missing = sorted(k for k, p in params.items()
+                     if p.default is inspect.Parameter.empty and k not in config)
+    if missing:
+        raise ValueError(f"{kind} source: missing required config key(s) {missing}")
+    source = builder(**config)
+    logging.info("task source %s: %d examples", source.name, len(source))
+    return source
