@@ -105,7 +105,9 @@ def _plain_value(value: Any) -> Any:
 
 def _extract_answer(row: Mapping[str, Any], spec: RowSpec) -> tuple[str | None, str]:
     """(answer or None, reason it failed)."""
-    answer_key = spec.answer_key or ("answer" if "answer" in row else None)
+    # Without an explicit answer_key a null 'answer' (a MATH row in a mixed Parquet file) falls
+    # back to the solution's boxed answer.
+    answer_key = spec.answer_key or ("answer" if row.get("answer") is not None else None)
     if answer_key is not None and answer_key in row:
         raw = _as_text(row[answer_key])
         if raw is None:
