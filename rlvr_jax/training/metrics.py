@@ -1,0 +1,160 @@
+"""Where a run's numbers go: one compact stdout line per step, ``metrics.jsonl``, TensorBoard events,
+a progress bar, and a PNG plot at the end.
+
+Only the primary process (index 0) writes; the others get a writer whose methods do nothing, so the
+loop never branches on the process index.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Mapping
+
+import numpy as np
+
+# Keys shown on the one-line summary, in order, with their short labels and formats.
+_LINE_KEYS = (
+    ("reward_mean", "reward", "{:.3f}"),
+    ("accuracy", "acc", "{:.3f}"),
+    ("entropy", "ent", "{:.3f}"),
+    ("kl", "kl", "{:.4f}"),
+    ("clip_frac", "clip", "{:.3f}"),
+    ("response_len", "len", "{:.1f}"),
+    ("zero_adv_group_frac", "zero_adv", "{:.2f}"),
+    ("tokens_per_s", "tok/s", "{:.0f}"),
+    ("time_rollout_s", "t_roll", "{:.2f}"),
+    ("time_update_s", "t_upd", "{:.2f}"),
+)
+
+
+def _to_python(value: Any) -> Any:
+  if isinstance(value, (np.ndarray, np.generic)) or hasattr(value, "__array__"):
+    arr = np.asarray(value)
+    if arr.size == 1:
+      value = arr.item()
+    else:
+      return arr.tolist()
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)  # JSON has no NaN/inf; keep them visible instead of crashing the writer.
+  return value
+
+
+def format_line(step: int, total: int | None, metrics: Mapping[str, Any]) -> str:
+  parts = [f"step {step}" + (f"/{total}" if total else "")]
+  for key, label, fmt in _LINE_KEYS:
+    if key in metrics and metrics[key] is not None:
+      try:
+        parts.append(f"{label} " + fmt.format(float(metrics[key])))
+      except (TypeError, ValueError):
+        pass
+  return " | ".join(parts)
+
+
+class MetricsWriter:
+  """Writes per-step metrics to stdout, ``<workdir>/metrics.jsonl`` and TensorBoard."""
+
+  def __init__(self, workdir: str, *, total_steps: int | None = None, enabled: bool = True,
+               tensorboard: bool = True, progress_bar: bool = True, stream=None):
+    self.enabled = enabled
+    self.total_steps = total_steps
+    self._stream = stream or sys.stdout
+    self._jsonl = None
+    self._tb = None
+    self._bar = None
+    if not enabled:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
+    self._jsonl = open(self.jsonl_path, "a", buffering=1)
+    if tensorboard:
+      try:
+        from tensorboardX import SummaryWriter
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      except ImportError:  # optional dependency; the jsonl file has everything
+        self._tb = None
+    if progress_bar and total_steps:
+      try:
+        from tqdm import tqdm
+        self._bar = tqdm(total=total_steps, desc="rl", unit="step", file=sys.stderr,
+                         dynamic_ncols=True, leave=False, mininterval=2.0)
+      except ImportError:
+        self._bar = None
+
+  def write(self, step: int, metrics: Mapping[str, Any]) -> None:
+    if not self.enabled:
+      return
+    record = {"step": int(step), "time": time.time()}
+    record.update({k: _to_python(v) for k, v in metrics.items()})
+    self._jsonl.write(json.dumps(record) + "\n")
+    if self._tb is not None:
+      for k, v in record.items():
+        if k in ("step", "time"):
+          continue
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+          self._tb.add_scalar(k, v, step)
+      self._tb.flush()
+    line = format_line(step, self.total_steps, record)
+    if self._bar is not None:
+      self._bar.update(1)
+      self._bar.write(line, file=self._stream)
+    else:
+      print(line, file=self._stream, flush=True)
+
+  def write_summary(self, name: str, payload: Mapping[str, Any], workdir: str) -> str:
+    """Writes ``<workdir>/<name>.json`` (e.g. eval.json) and returns its path."""
+    path = os.path.join(workdir, f"{name}.json")
+    if self.enabled:
+      with open(path + ".tmp", "w") as f:
+        json.dump({k: _to_python(v) for k, v in payload.items()}, f, indent=2)
+      os.replace(path + ".tmp", path)
+    return path
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+    if self._tb is not None:
+      self._tb.close()
+    if self._jsonl is not None:
+      self._jsonl.close()
+
+
+def read_jsonl(path: str) -> list[dict]:
+  rows = []
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if line:
+        rows.append(json.loads(line))
+  return rows
+
+
+def plot_metrics(jsonl_path: str, png_path: str,
+                 keys: tuple[str, ...] = ("reward_mean", "accuracy", "entropy", "response_len")) -> str:
+  """Plots the given metrics over steps into one PNG (2x2 panels)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  rows = read_jsonl(jsonl_path)
+  # A resumed run appends; keep the last record of each step.
+  by_step = {r["step"]: r for r in rows}
+  steps = sorted(by_step)
+  fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
+  for ax, key in zip(axes.ravel(), keys):
+    xs = [s for s in steps if isinstance(by_step[s].get(key), (int, float))]
+    ys = [by_step[s][key] for s in xs]
+    ax.plot(xs, ys, lw=1.0, alpha=0.5)
+    if len(ys) >= 5:  # a running mean makes the trend readable through binary-reward noise
+      w = max(2, len(ys) // 20)
+      smooth = np.convolve(ys, np.ones(w) / w, mode="valid")
+      ax.plot(xs[w - 1:], smooth, lw=2.0)
+    ax.set_title(key)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(png_path, dpi=100)
+  plt.close(fig)
+  return png_path
