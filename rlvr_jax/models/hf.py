@@ -1,0 +1,246 @@
+"""Hugging Face checkpoint import / export: ``load_hf`` and ``save_hf``.
+
+A checkpoint directory holds ``config.json`` (transformers v4 or v5 layout, see config.py) and either
+``model.safetensors`` or shards listed in ``model.safetensors.index.json``. The conversion is one
+table (``hf_name_table``) from HF tensor names to parameter paths of `Transformer`, with one of three
+reshapes:
+
+- ``same``: identical shape (the embedding).
+- ``flat``: HF 1-D vector <-> our vector or [heads, head_dim] bias (norm scales, biases).
+- ``linear``: HF ``nn.Linear`` weight [out, in] <-> our einsum kernel [in..., out...]; the number of
+  leading "in" axes is stored with the entry (1 for q/k/v/gate/up/down/lm_head, 2 for o = [N, H, D]).
+
+Loading builds the model abstractly (``nnx.eval_shape``: no parameter memory), then reads the files
+tensor by tensor with ``safetensors.safe_open`` and places each converted tensor on the device before
+reading the next, so host memory peaks at about one tensor, not the checkpoint. Saving writes one
+shard at a time for the same reason. Errors name the file, tensor and shapes at fault.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from rlvr_jax.models.config import ModelConfig
+from rlvr_jax.models.transformer import Transformer
+
+CONFIG_FILE = "config.json"
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+DEFAULT_MAX_SHARD_BYTES = 5 * 10**9  # transformers' historical default shard size ("5GB")
+# Tensors some exporters add that carry no information for this model.
+_IGNORED = re.compile(r".*rotary_emb\.inv_freq$")
+
+Entry = tuple[tuple[Any, ...], str, int]  # (parameter path, reshape kind, number of "in" axes)
+
+
+def hf_name_table(config: ModelConfig) -> dict[str, Entry]:
+  """HF tensor name -> (path in ``nnx.state(model, nnx.Param)``, reshape kind, in-axes)."""
+  table: dict[str, Entry] = {
+      "model.embed_tokens.weight": (("embed",), "same", 0),
+      "model.norm.weight": (("final_norm", "scale"), "flat", 0),
+  }
+  if not config.tie_embeddings:
+    table["lm_head.weight"] = (("lm_head",), "linear", 1)
+  for i in range(config.num_layers):
+    hf, ours = f"model.layers.{i}.", ("layers", i)
+    table[hf + "input_layernorm.weight"] = (ours + ("input_norm", "scale"), "flat", 0)
+    table[hf + "post_attention_layernorm.weight"] = (ours + ("post_attn_norm", "scale"), "flat", 0)
+    for name in ("q", "k", "v"):
+      table[hf + f"self_attn.{name}_proj.weight"] = (ours + ("attn", name), "linear", 1)
+      if config.qkv_bias:
+        table[hf + f"self_attn.{name}_proj.bias"] = (ours + ("attn", f"{name}_bias"), "flat", 0)
+    table[hf + "self_attn.o_proj.weight"] = (ours + ("attn", "o"), "linear", 2)
+    if config.o_bias:
+      table[hf + "self_attn.o_proj.bias"] = (ours + ("attn", "o_bias"), "flat", 0)
+    if config.qk_norm:
+      table[hf + "self_attn.q_norm.weight"] = (ours + ("attn", "q_norm", "scale"), "flat", 0)
+      table[hf + "self_attn.k_norm.weight"] = (ours + ("attn", "k_norm", "scale"), "flat", 0)
+    for name in ("gate", "up", "down"):
+      table[hf + f"mlp.{name}_proj.weight"] = (ours + ("mlp", name), "linear", 1)
+  return table
+
+
+def hf_shape(our_shape: tuple[int, ...], kind: str, n_in: int) -> tuple[int, ...]:
+  if kind == "same":
+    return tuple(our_shape)
+  if kind == "flat":
+    return (int(np.prod(our_shape)),)
+  return (int(np.prod(our_shape[n_in:])), int(np.prod(our_shape[:n_in])))  # nn.Linear [out, in]
+
+
+def to_ours(x: jax.Array, our_shape: tuple[int, ...], kind: str) -> jax.Array:
+  if kind == "linear":
+    return x.T.reshape(our_shape)
+  return x.reshape(our_shape)
+
+
+def to_hf(x: jax.Array, kind: str, n_in: int) -> jax.Array:
+  shape = hf_shape(x.shape, kind, n_in)
+  if kind == "linear":
+    return x.reshape(shape[::-1]).T
+  return x.reshape(shape)
+
+
+def _get(state, path):
+  for key in path:
+    state = state[key]
+  return state
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading
+# ------------------------------------------------------------------------------------------------
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+  path = pathlib.Path(path)
+  cfg_file = path / CONFIG_FILE
+  if not cfg_file.is_file():
+    raise ValueError(f"{path} has no {CONFIG_FILE}; expected a Hugging Face checkpoint directory")
+  with open(cfg_file) as f:
+    return json.load(f)
+
+
+def checkpoint_files(path: str | os.PathLike) -> dict[str, list[str]]:
+  """safetensors file -> tensor names in it, from the index when sharded."""
+  path = pathlib.Path(path)
+  if (path / INDEX_FILE).is_file():
+    with open(path / INDEX_FILE) as f:
+      weight_map = json.load(f).get("weight_map")
+    if not weight_map:
+      raise ValueError(f"{path / INDEX_FILE} has no weight_map")
+    files: dict[str, list[str]] = {}
+    for name, file in weight_map.items():
+      files.setdefault(file, []).append(name)
+    for file in files:
+      if not (path / file).is_file():
+        raise ValueError(f"{path / INDEX_FILE} lists shard {file!r}, which does not exist")
+    return files
+  if (path / SINGLE_FILE).is_file():
+    with safe_open(str(path / SINGLE_FILE), framework="numpy") as f:
+      return {SINGLE_FILE: list(f.keys())}
+  raise ValueError(f"{path} has neither {SINGLE_FILE} nor {INDEX_FILE}")
+
+
+def _check_names(table: dict[str, Entry], names: set[str], config: ModelConfig, path) -> None:
+  missing = sorted(set(table) - names)
+  if missing:
+    raise ValueError(f"checkpoint {path} is missing {len(missing)} tensor(s) the config requires, "
+                     f"e.g. {missing[:5]}")
+  unexpected = sorted(n for n in names - set(table) if not _IGNORED.match(n))
+  if config.tie_embeddings and "lm_head.weight" in unexpected:
+    unexpected.remove("lm_head.weight")  # some exporters store the tied copy too
+  if unexpected:
+    raise ValueError(f"checkpoint {path} has {len(unexpected)} tensor(s) this {config.family!r} config "
+                     f"does not use, e.g. {unexpected[:5]} (wrong config.json or unsupported variant)")
+
+
+def load_hf(path: str | os.PathLike, dtype: Any = "float32") -> tuple[Transformer, ModelConfig]:
+  """Loads a HF checkpoint directory into a `Transformer` with params and compute in ``dtype``.
+
+  Returns ``(model, model_config)``. Tensors are converted one at a time from their stored dtype
+  (bf16 or f32) to ``dtype`` on the device.
+  """
+  path = pathlib.Path(path)
+  config = ModelConfig.from_hf_dict(read_config(path), param_dtype=dtype, dtype=dtype)
+  files = checkpoint_files(path)
+  table = hf_name_table(config)
+  _check_names(table, {n for names in files.values() for n in names}, config, path)
+
+  abstract = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
+  graphdef, state = nnx.split(abstract)
+  for file, names in files.items():
+    with safe_open(str(path / file), framework="numpy") as f:
+      for name in names:
+        if name not in table:
+          continue
+        our_path, kind, n_in = table[name]
+        var = _get(state, our_path)
+        expected = hf_shape(var.shape, kind, n_in)
+        got = tuple(f.get_slice(name).get_shape())
+        if got != expected:
+          raise ValueError(f"tensor {name!r} in {path / file} has shape {got}; the config expects {expected}")
+        host = f.get_tensor(name)  # the only host copy of this tensor
+        value = to_ours(jnp.asarray(host).astype(config.param_dtype), var.shape, kind)
+        del host
+        var.set_value(value)
+  return nnx.merge(graphdef, state), config
+
+
+# ------------------------------------------------------------------------------------------------
+# Saving
+# ------------------------------------------------------------------------------------------------
+
+
+def _plan_shards(sizes: list[tuple[str, int]], max_bytes: int) -> list[list[str]]:
+  shards: list[list[str]] = [[]]
+  used = 0
+  for name, nbytes in sizes:
+    if shards[-1] and used + nbytes > max_bytes:
+      shards.append([])
+      used = 0
+    shards[-1].append(name)
+    used += nbytes
+  return shards
+
+
+def save_hf(model: Transformer, model_config: ModelConfig, path: str | os.PathLike, *,
+            max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, layout: str = "v5") -> None:
+  """Writes ``config.json``, ``generation_config.json`` and safetensors weights that
+  ``transformers.AutoModelForCausalLM.from_pretrained`` loads as the same model.
+
+  Weights are stored in ``model_config.param_dtype``. More than ``max_shard_bytes`` of weights are
+  split into ``model-0000i-of-0000n.safetensors`` shards with a ``model.safetensors.index.json``.
+  """
+  path = pathlib.Path(path)
+  path.mkdir(parents=True, exist_ok=True)
+  hf_config = model_config.to_hf_dict(layout)
+  table = hf_name_table(model_config)
+  state = nnx.state(model, nnx.Param)
+  store_dtype = jnp.dtype(model_config.param_dtype)
+  # Shapes the config implies, from an abstract model (no memory), to catch a config/model mismatch.
+  expected_state = nnx.state(nnx.eval_shape(lambda: Transformer(model_config, rngs=nnx.Rngs(0))), nnx.Param)
+  sizes = []
+  for name, (our_path, kind, n_in) in table.items():
+    try:
+      var = _get(state, our_path)
+    except KeyError as e:
+      raise ValueError(f"model has no parameter {our_path} for HF tensor {name!r}; "
+                       "does model_config match the model?") from e
+    expected = tuple(_get(expected_state, our_path).shape)
+    if tuple(var.shape) != expected:
+      raise ValueError(f"parameter {our_path} has shape {tuple(var.shape)}; model_config implies {expected}")
+    sizes.append((name, int(np.prod(var.shape)) * store_dtype.itemsize))
+
+  for old in list(path.glob("model*.safetensors")) + [path / INDEX_FILE]:
+    if old.is_file():  # stale shards of an earlier save would shadow the new weights
+      old.unlink()
+  shards = _plan_shards(sizes, max_shard_bytes)
+  weight_map = {}
+  for i, names in enumerate(shards):
+    file = SINGLE_FILE if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+    tensors = {}
+    for name in names:
+      our_path, kind, n_in = table[name]
+      value = to_hf(_get(state, our_path)[...].astype(store_dtype), kind, n_in)
+      tensors[name] = np.ascontiguousarray(jax.device_get(value))
+      weight_map[name] = file
+    save_file(tensors, str(path / file), metadata={"format": "pt"})
+    del tensors
+  if len(shards) > 1:
+    index = {"metadata": {"total_size": sum(n for _, n in sizes)}, "weight_map": weight_map}
+    (path / INDEX_FILE).write_text(json.dumps(index, indent=2))
+  (path / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2))
+  generation = {k: hf_config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id")
+                if hf_config.get(k) is not None}
+  (path / "generation_config.json").write_text(json.dumps(generation, indent=2))
