@@ -1,0 +1,202 @@
+"""Advantage estimators: rewards [P, G] (P prompts, G samples each) -> advantages [P, G].
+
+All estimators here are pure jnp and jittable; they see the whole rollout batch (compute them before
+splitting into micro-batches or gather rewards across hosts first, since the REINFORCE++ estimators
+normalise over the batch). The result reshaped to [P * G] is the per-sequence advantage that
+``policy_loss`` broadcasts over tokens; estimators that need per-token rewards (KL in the reward,
+process rewards) live in ``TOKEN_ADVANTAGES`` and return [N, T] directly.
+
+Degenerate groups (all rewards equal, or G = 1) give exactly 0 for the group-baseline estimators
+(grpo, dr_grpo, rloo, reinforce_pp_baseline), never NaN and never a rounding residue divided by a
+tiny std. Deviation: verl's GRPO uses mean 0 / std 1 for G = 1 (advantage = reward); we return 0,
+since a single sample carries no within-group signal.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+AdvFn = Callable[..., Float[Array, "P G"]]
+TokenAdvFn = Callable[..., Float[Array, "N T"]]
+
+ADVANTAGES: dict[str, AdvFn] = {}
+TOKEN_ADVANTAGES: dict[str, TokenAdvFn] = {}
+
+
+def register_advantage(name: str) -> Callable[[AdvFn], AdvFn]:
+  """Adds ``fn(rewards [P, G], **options) -> [P, G]`` to ``ADVANTAGES``."""
+
+  def wrap(fn: AdvFn) -> AdvFn:
+    if name in ADVANTAGES:
+      raise ValueError(f"advantage estimator {name!r} is already registered")
+    ADVANTAGES[name] = fn
+    return fn
+
+  return wrap
+
+
+def register_token_advantage(name: str) -> Callable[[TokenAdvFn], TokenAdvFn]:
+  """Adds ``fn(token_rewards [N, T], mask [N, T], **options) -> [N, T]`` to ``TOKEN_ADVANTAGES``."""
+
+  def wrap(fn: TokenAdvFn) -> TokenAdvFn:
+    if name in TOKEN_ADVANTAGES:
+      raise ValueError(f"token advantage estimator {name!r} is already registered")
+    TOKEN_ADVANTAGES[name] = fn
+    return fn
+
+  return wrap
+
+
+def _check_rewards(rewards) -> Float[Array, "P G"]:
+  rewards = jnp.asarray(rewards)
+  if rewards.ndim != 2:
+    raise ValueError(
+        f"rewards must be [P, G] (prompts x samples per prompt), got shape {rewards.shape}; "
+        "reshape a flat [P * G] vector with rewards.reshape(P, G)"
+    )
+  return rewards.astype(jnp.promote_types(rewards.dtype, jnp.float32))
+
+
+def _degenerate(rewards: Float[Array, "P G"]) -> Float[Array, "P 1"]:
+  # True where a group has no spread: all equal rewards, which includes every G = 1 group.
+  spread = jnp.max(rewards, axis=-1, keepdims=True) - jnp.min(rewards, axis=-1, keepdims=True)
+  return spread == 0
+
+
+def group_std(rewards: Float[Array, "P G"], ddof: int = 1) -> Float[Array, "P 1"]:
+  """Per-group standard deviation with ``ddof`` (1: unbiased n-1 estimator, as torch.std / verl)."""
+  g = rewards.shape[-1]
+  centered = rewards - jnp.mean(rewards, axis=-1, keepdims=True)  # [P, G]
+  var = jnp.sum(jnp.square(centered), axis=-1, keepdims=True) / max(g - ddof, 1)  # [P, 1]
+  return jnp.sqrt(var)
+
+
+@register_advantage("grpo")
+def grpo(
+    rewards: Float[Array, "P G"], *, scale_by_std: bool = True, std_ddof: int = 1, eps: float = 1e-6
+) -> Float[Array, "P G"]:
+  """GRPO outcome advantage (DeepSeekMath, arXiv 2402.03300, sec. 4.1.2):
+
+  A_i = (r_i - mean_j r_j) / (std_j r_j + eps).
+
+  ``std_ddof=1`` is the unbiased (n-1) estimator that verl's ``torch.std`` uses (the paper does not
+  say which); ``std_ddof=0`` gives the population std. ``scale_by_std=False`` is Dr. GRPO.
+  """
+  rewards = _check_rewards(rewards)
+  centered = rewards - jnp.mean(rewards, axis=-1, keepdims=True)  # [P, G]
+  if scale_by_std:
+    centered = centered / (group_std(rewards, std_ddof) + eps)
+  return jnp.where(_degenerate(rewards), 0.0, centered)
+
+
+@register_advantage("dr_grpo")
+def dr_grpo(rewards: Float[Array, "P G"]) -> Float[Array, "P G"]:
+  """Dr. GRPO (arXiv 2503.20783, sec. 3.2): A_i = r_i - mean_j r_j, no std division.
+
+  Pair it with ``agg_mode="seq-mean-token-sum-norm"`` to remove GRPO's length bias as well.
+  """
+  return grpo(rewards, scale_by_std=False)
+
+
+@register_advantage("rloo")
+def rloo(rewards: Float[Array, "P G"]) -> Float[Array, "P G"]:
+  """RLOO (Ahmadian et al., arXiv 2402.14740, eq. 5; Kool et al. 2019):
+
+  A_i = r_i - 1/(G-1) sum_{j != i} r_j = G/(G-1) (r_i - mean_j r_j).
+  """
+  rewards = _check_rewards(rewards)
+  g = rewards.shape[-1]
+  loo_mean = (jnp.sum(rewards, axis=-1, keepdims=True) - rewards) / max(g - 1, 1)  # [P, G]
+  return jnp.where(_degenerate(rewards), 0.0, rewards - loo_mean)
+
+
+def _whiten(x, mask, eps):
+  """(x - mean) / (std + eps) over the entries where mask is 1 (population std, as OpenRLHF)."""
+  count = jnp.maximum(jnp.sum(mask), 1.0)
+  mean = jnp.sum(x * mask) / count
+  centered = (x - mean) * mask
+  std = jnp.sqrt(jnp.sum(jnp.square(centered)) / count)
+  spread = jnp.max(jnp.where(mask > 0, x, -jnp.inf)) - jnp.min(jnp.where(mask > 0, x, jnp.inf))
+  return jnp.where(spread > 0, centered / (std + eps), 0.0)
+
+
+@register_advantage("reinforce_pp")
+def reinforce_pp(rewards: Float[Array, "P G"], *, eps: float = 1e-6) -> Float[Array, "P G"]:
+  """REINFORCE++ (Hu et al., arXiv 2501.03262, eq. 7-8) with outcome rewards: the advantage is the
+  reward normalised over the *whole batch*, A = (r - mean_batch r) / (std_batch r + eps).
+
+  There is no group baseline, so a group with equal rewards gets a non-zero advantage unless the
+  whole batch is constant; use ``reinforce_pp_baseline`` for the group-aware variant.
+  """
+  rewards = _check_rewards(rewards)
+  return _whiten(rewards, jnp.ones_like(rewards), eps)
+
+
+@register_advantage("reinforce_pp_baseline")
+def reinforce_pp_baseline(rewards: Float[Array, "P G"], *, eps: float = 1e-6) -> Float[Array, "P G"]:
+  """REINFORCE++-baseline (Hu et al., arXiv 2501.03262 v3+, sec. 3): subtract the group mean, then
+  divide by the std of those centred rewards over the whole batch. Degenerate groups give 0.
+  """
+  rewards = _check_rewards(rewards)
+  centered = jnp.where(_degenerate(rewards), 0.0, rewards - jnp.mean(rewards, -1, keepdims=True))
+  count = centered.size
+  std = jnp.sqrt(jnp.sum(jnp.square(centered - jnp.mean(centered))) / count)
+  return centered / (std + eps)
+
+
+def compute_advantages(name: str, rewards: Float[Array, "P G"], **options) -> Float[Array, "P G"]:
+  """Advantages of rewards [P, G] with estimator ``ADVANTAGES[name]`` and its keyword ``options``."""
+  if name not in ADVANTAGES:
+    raise ValueError(f"unknown advantage estimator {name!r}; choose one of {sorted(ADVANTAGES)}")
+  return ADVANTAGES[name](rewards, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-token advantages (the hook for token-level rewards: KL in the reward, process rewards).
+
+
+def returns_to_go(
+    token_rewards: Float[Array, "N T"], mask: Float[Array, "N T"], gamma: float = 1.0
+) -> Float[Array, "N T"]:
+  """G_t = sum_{s >= t} gamma^(s - t) r_s over valid tokens (masked positions contribute 0)."""
+  r = token_rewards * mask  # [N, T]
+  if gamma == 1.0:
+    # Reverse cumulative sum: exact and parallel.
+    return jnp.flip(jnp.cumsum(jnp.flip(r, -1), axis=-1), -1) * mask
+  t = jnp.arange(r.shape[-1], dtype=r.dtype)
+  # G_t = gamma^-t * sum_{s>=t} gamma^s r_s; fine for the short horizons and gamma near 1 used here.
+  disc = gamma ** t  # [T]
+  tail = jnp.flip(jnp.cumsum(jnp.flip(r * disc, -1), axis=-1), -1)  # [N, T]
+  return tail / disc * mask
+
+
+@register_token_advantage("returns")
+def token_returns(token_rewards, mask, *, gamma: float = 1.0):
+  """Plain REINFORCE: the advantage of token t is its return-to-go (no baseline)."""
+  return returns_to_go(token_rewards, mask.astype(token_rewards.dtype), gamma)
+
+
+@register_token_advantage("reinforce_pp")
+def token_reinforce_pp(token_rewards, mask, *, gamma: float = 1.0, eps: float = 1e-6):
+  """REINFORCE++ (Hu et al., arXiv 2501.03262, eq. 6-8): per-token rewards (score on the last token
+  minus the per-token KL, see ``kl_in_reward``), returns-to-go with discount gamma, then whitened
+  over all valid tokens of the batch."""
+  mask = mask.astype(token_rewards.dtype)
+  return _whiten(returns_to_go(token_rewards, mask, gamma), mask, eps) * mask
+
+
+def token_advantages(
+    name: str, token_rewards: Float[Array, "N T"], mask: Float[Array, "N T"], **options
+) -> Float[Array, "N T"]:
+  """Per-token advantages [N, T] with ``TOKEN_ADVANTAGES[name]``; pass them to ``policy_loss``."""
+  if name not in TOKEN_ADVANTAGES:
+    raise ValueError(
+        f"unknown token advantage estimator {name!r}; choose one of {sorted(TOKEN_ADVANTAGES)}"
+    )
+  if token_rewards.shape != mask.shape:
+    raise ValueError(
+        f"token_rewards {token_rewards.shape} and mask {mask.shape} must both be [N, T]"
+    )
+  return TOKEN_ADVANTAGES[name](token_rewards, mask, **options)

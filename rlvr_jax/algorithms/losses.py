@@ -1,0 +1,327 @@
+"""Policy losses (PPO-clip with clip-higher and dual-clip, GSPO, CISPO) and the regularised total.
+
+A registered loss maps per-token inputs to a per-token loss and per-token indicator statistics:
+
+    fn(logp, old_logp, advantages, mask, *, clip_low, clip_high, dual_clip, **options)
+        -> (loss [N, T], stats: dict name -> [N, T])
+
+``policy_loss`` adds the KL-to-reference and entropy terms, aggregates with ``agg_mode`` over the
+*global* counts (see ``aggregation.py``) and returns metrics that combine exactly across
+micro-batches and devices: every metric is already divided by the global token count (or is the
+aggregated loss itself), so the full-batch value is the SUM over micro-batches, except keys ending
+in ``_max`` / ``_min`` which combine by max / min (``combine_metrics`` / ``reduce_metrics`` do this).
+
+Notation (catalog.md 2.0): rho = exp(logp - old_logp), A the advantage, eps_lo / eps_hi the
+``clip_low`` / ``clip_high`` options, c the ``dual_clip`` constant. Losses are negated objectives.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from rlvr_jax.algorithms.aggregation import aggregate, global_normalizers
+from rlvr_jax.algorithms.kl import forward_divergence, kl_estimate, kl_k3
+
+LossFn = Callable[..., tuple[Float[Array, "N T"], dict[str, Float[Array, "N T"]]]]
+
+POLICY_LOSSES: dict[str, LossFn] = {}
+
+# log-ratios are clamped before exp so one stale token cannot overflow the batch (verl does the same).
+_MAX_LOG_RATIO = 20.0
+
+
+def register_policy_loss(name: str) -> Callable[[LossFn], LossFn]:
+  """Adds a per-token loss ``fn`` (see module docstring) to ``POLICY_LOSSES``."""
+
+  def wrap(fn: LossFn) -> LossFn:
+    if name in POLICY_LOSSES:
+      raise ValueError(f"policy loss {name!r} is already registered")
+    POLICY_LOSSES[name] = fn
+    return fn
+
+  return wrap
+
+
+def _ratio(log_ratio):
+  return jnp.exp(jnp.clip(log_ratio, -_MAX_LOG_RATIO, _MAX_LOG_RATIO))
+
+
+def _clip_pg(ratio, adv, clip_low, clip_high, dual_clip):
+  """Per-token -clipPG(rho, A; eps_lo, eps_hi) with optional dual clip, plus clip indicators."""
+  pg_unclipped = -adv * ratio  # [N, T]
+  pg_clipped = -adv * jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high)  # [N, T]
+  loss = jnp.maximum(pg_unclipped, pg_clipped)  # pessimistic bound = min of objectives
+  stats = {
+      "clip_frac_high": ((adv > 0) & (ratio > 1.0 + clip_high)).astype(jnp.float32),
+      "clip_frac_low": ((adv < 0) & (ratio < 1.0 - clip_low)).astype(jnp.float32),
+  }
+  if dual_clip is not None:
+    # Dual-clip PPO (Ye et al. 2020, arXiv 1912.09729, eq. 5): for A < 0 the objective is bounded
+    # below by c * A, so a huge ratio on a bad token cannot blow up the update.
+    loss = jnp.where(adv < 0, jnp.minimum(loss, -adv * dual_clip), loss)
+    stats["clip_frac_dual"] = ((adv < 0) & (ratio > dual_clip)).astype(jnp.float32)
+  return loss, stats
+
+
+@register_policy_loss("ppo_clip")
+def ppo_clip(logp, old_logp, advantages, mask, *, clip_low=0.2, clip_high=0.2, dual_clip=None):
+  """Clipped surrogate (PPO, Schulman et al. 2017, eq. 7; GRPO's per-token form, DeepSeekMath
+  arXiv 2402.03300 eq. 3) with decoupled bounds, DAPO's clip-higher (arXiv 2503.14476, sec. 3.1):
+
+      l_t = -min(rho_t A_t, clip(rho_t, 1 - eps_lo, 1 + eps_hi) A_t),
+      with dual clip (A_t < 0):  l_t = min(l_t, -c A_t).
+
+  GRPO: eps_lo = eps_hi = 0.2; DAPO: 0.2 / 0.28 with c = 10; verl's default c = 3.
+  """
+  del mask
+  ratio = _ratio(logp - old_logp)  # [N, T]
+  loss, stats = _clip_pg(ratio, advantages, clip_low, clip_high, dual_clip)
+  return loss, {**stats, "ratio": ratio}
+
+
+@register_policy_loss("gspo")
+def gspo(logp, old_logp, advantages, mask, *, clip_low=3e-4, clip_high=4e-4, dual_clip=None):
+  """GSPO (Zheng et al., arXiv 2507.18071, sec. 4): one length-normalised ratio per sequence,
+
+      s_i = exp((1/|y_i|) sum_t (logp_t - old_logp_t)),   l_i = -min(s_i A_i, clip(s_i, ..) A_i),
+
+  written in the paper's GSPO-token form, s_{i,t} = sg(s_i) * pi(y_t) / sg(pi(y_t)): every token of
+  sequence i carries the value of s_i, and with ``agg_mode="seq-mean-token-mean"`` value and
+  gradient equal the sequence-level GSPO objective exactly (per-token [N, T] advantages give the
+  GSPO-token variant). Defaults are the paper's clip range (3e-4, 4e-4).
+  """
+  mask = mask.astype(logp.dtype)
+  seq_len = jnp.maximum(jnp.sum(mask, axis=-1), 1.0)  # [N]
+  seq_log_ratio = jnp.sum((logp - old_logp) * mask, axis=-1) / seq_len  # [N]
+  log_ratio = jax.lax.stop_gradient(seq_log_ratio)[:, None] + logp - jax.lax.stop_gradient(logp)
+  ratio = _ratio(log_ratio)  # [N, T], value s_i on every token of sequence i
+  loss, stats = _clip_pg(ratio, advantages, clip_low, clip_high, dual_clip)
+  return loss, {**stats, "ratio": ratio}
+
+
+@register_policy_loss("cispo")
+def cispo(logp, old_logp, advantages, mask, *, clip_low=1.0, clip_high=0.28, dual_clip=None):
+  """CISPO (MiniMax-M1, arXiv 2506.13585, sec. 3.1):
+
+      l_t = -sg(clip(rho_t, 1 - eps_lo, 1 + eps_hi)) * A_t * logp_t.
+
+  The clipped importance weight is a constant, so tokens outside the trust region still get a
+  gradient (unlike PPO, which zeroes it). The paper sets no lower bound in practice, hence the
+  default eps_lo = 1 (weight floor 0); eps_hi is tuned per run (0.28 here is DAPO's, not the
+  paper's). Clip fractions count truncated weights regardless of the sign of A. ``dual_clip`` has
+  no meaning here and must be None.
+  """
+  del mask
+  if dual_clip is not None:
+    raise ValueError("cispo has no dual clip: set dual_clip=None (the weight is already bounded)")
+  ratio = _ratio(logp - old_logp)  # [N, T]
+  weight = jax.lax.stop_gradient(jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high))
+  stats = {
+      "clip_frac_high": (ratio > 1.0 + clip_high).astype(jnp.float32),
+      "clip_frac_low": (ratio < 1.0 - clip_low).astype(jnp.float32),
+      "ratio": ratio,
+  }
+  return -weight * advantages * logp, stats
+
+
+def _check_shapes(logp, old_logp, advantages, mask):
+  for name, x in (("old_logp", old_logp), ("mask", mask)):
+    if x.shape != logp.shape:
+      raise ValueError(f"{name} has shape {x.shape} but logp has {logp.shape}; all must be [N, T]")
+  if logp.ndim != 2:
+    raise ValueError(f"logp must be [N, T], got shape {logp.shape}")
+  if advantages.shape == logp.shape[:1]:
+    return advantages[:, None]  # [N, 1]: one advantage per sequence, broadcast over tokens
+  if advantages.shape == logp.shape:
+    return advantages
+  raise ValueError(
+      f"advantages has shape {advantages.shape}; expected [N]={logp.shape[:1]} or [N, T]={logp.shape}"
+  )
+
+
+def _nonzero(coef) -> bool:
+  # A traced coefficient (e.g. a schedule) counts as "in use"; Python numbers are checked.
+  return not isinstance(coef, (int, float)) or coef != 0
+
+
+def _token_sum(x, mask, global_tokens):
+  # Token mean over the GLOBAL batch: summing this over micro-batches gives the full-batch mean.
+  return jnp.sum(x * mask) / jnp.maximum(global_tokens, 1e-8)
+
+
+def policy_loss(
+    name: str,
+    logp: Float[Array, "N T"],
+    old_logp: Float[Array, "N T"],
+    advantages: Float[Array, "N"] | Float[Array, "N T"],
+    mask: Float[Array, "N T"],
+    *,
+    agg_mode: str = "token-mean",
+    clip_low: float | None = None,
+    clip_high: float | None = None,
+    dual_clip: float | None = None,
+    ref_logp: Float[Array, "N T"] | None = None,
+    kl_coef: float = 0.0,
+    kl_estimator: str = "k3",
+    entropy: Float[Array, "N T"] | None = None,
+    entropy_coef: float = 0.0,
+    global_tokens=None,
+    global_seqs=None,
+    norm_constant=None,
+    **loss_options,
+) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
+  """Total loss = agg(l_pg) + kl_coef * agg(KL(pi || pi_ref)) - entropy_coef * agg(H).
+
+  Args:
+    name: key of ``POLICY_LOSSES`` (``ppo_clip``, ``gspo``, ``cispo``).
+    logp: log pi_theta of the sampled tokens [N, T] (differentiable).
+    old_logp: log pi_old of the same tokens (the policy that sampled them, or the log-probs at the
+      start of this update's epochs); treated as constant.
+    advantages: [N] (broadcast over tokens) or [N, T]; treated as constant.
+    mask: 1 on response tokens to train on, 0 on prompt/padding [N, T].
+    agg_mode: key of ``AGGREGATIONS``.
+    clip_low, clip_high, dual_clip: eps_lo, eps_hi, c; None keeps the loss's own default
+      (``clip_high`` falls back to ``clip_low`` when only that is given).
+    ref_logp: reference-policy log-probs [N, T]; with ``kl_coef`` > 0 adds the KL-in-loss term
+      (GRPO eq. 3, beta = kl_coef, estimator from ``KL_ESTIMATORS``; GRPO uses k3).
+    entropy: per-token entropy of pi_theta [N, T] (from ``rlvr_jax.kernels.logprob``); with
+      ``entropy_coef`` > 0 it is a bonus (subtracted from the loss). Always logged if given.
+    global_tokens, global_seqs, norm_constant: normalisers of the WHOLE batch (see
+      ``global_normalizers``); default to this call's own counts, right only for an unsplit batch.
+    **loss_options: extra keyword options of the chosen loss.
+
+  Returns:
+    (loss, metrics). Metrics (scalars, sum-combinable across micro-batches unless _max/_min):
+    ``loss``, ``pg_loss``, ``kl_loss`` (aggregated KL term before kl_coef, if ref_logp),
+    ``kl`` (token mean of the estimator), ``entropy`` (token mean, if given), ``approx_kl``
+    (token mean of k3 between pi_old and pi_theta), ``clip_frac_low`` / ``clip_frac_high`` /
+    ``clip_frac_dual`` (when dual_clip) / ``clip_frac`` (fraction of tokens), ``ratio_mean``,
+    ``ratio_max``, ``ratio_min`` (over valid tokens; -inf / +inf for an all-padding micro-batch).
+  """
+  if name not in POLICY_LOSSES:
+    raise ValueError(f"unknown policy loss {name!r}; choose one of {sorted(POLICY_LOSSES)}")
+  adv = jax.lax.stop_gradient(_check_shapes(logp, old_logp, advantages, mask))
+  old_logp = jax.lax.stop_gradient(old_logp)
+  mask = mask.astype(logp.dtype)
+  local = global_normalizers(mask)
+  global_tokens = local["global_tokens"] if global_tokens is None else global_tokens
+  global_seqs = local["global_seqs"] if global_seqs is None else global_seqs
+  agg = lambda x: aggregate(
+      x, mask, agg_mode, global_tokens=global_tokens, global_seqs=global_seqs,
+      norm_constant=norm_constant,
+  )
+
+  clip_opts = dict(loss_options)
+  if clip_low is not None:
+    clip_opts["clip_low"] = clip_low
+    clip_opts["clip_high"] = clip_low if clip_high is None else clip_high
+  elif clip_high is not None:
+    clip_opts["clip_high"] = clip_high
+  if dual_clip is not None:
+    if isinstance(dual_clip, (int, float)) and dual_clip <= 1.0:
+      raise ValueError(f"dual_clip must be > 1 (verl uses 3, DAPO 10), got {dual_clip}")
+    clip_opts["dual_clip"] = dual_clip
+  token_loss, stats = POLICY_LOSSES[name](logp, old_logp, adv, mask, **clip_opts)  # [N, T]
+
+  pg_loss = agg(token_loss)
+  total = pg_loss
+  metrics = {"pg_loss": pg_loss}
+  tsum = lambda x: _token_sum(jax.lax.stop_gradient(x), mask, global_tokens)
+
+  if ref_logp is not None:
+    if ref_logp.shape != logp.shape:
+      raise ValueError(f"ref_logp has shape {ref_logp.shape} but logp has {logp.shape}")
+    kl = kl_estimate(kl_estimator, logp, jax.lax.stop_gradient(ref_logp))  # [N, T]
+    kl_loss = agg(kl)
+    total = total + kl_coef * kl_loss
+    metrics["kl_loss"] = kl_loss
+    metrics["kl"] = tsum(kl)
+  elif _nonzero(kl_coef):
+    raise ValueError(f"kl_coef={kl_coef} needs ref_logp (the reference policy's log-probs)")
+  if entropy is not None:
+    if entropy.shape != logp.shape:
+      raise ValueError(f"entropy has shape {entropy.shape} but logp has {logp.shape}")
+    if _nonzero(entropy_coef):
+      total = total - entropy_coef * agg(entropy)
+    metrics["entropy"] = tsum(entropy)
+  elif _nonzero(entropy_coef):
+    raise ValueError(f"entropy_coef={entropy_coef} needs the per-token entropy array")
+
+  ratio = jax.lax.stop_gradient(stats.pop("ratio"))
+  # k3 estimate of KL(pi_old || pi_theta) on the pi_old samples (log r = logp - old_logp).
+  metrics["approx_kl"] = tsum(kl_k3(old_logp, logp))
+  clip_any = stats["clip_frac_high"] + stats["clip_frac_low"]
+  for key, value in stats.items():
+    metrics[key] = tsum(value)
+  metrics["clip_frac"] = tsum(jnp.minimum(clip_any, 1.0))
+  metrics["ratio_mean"] = tsum(ratio)
+  metrics["ratio_max"] = jnp.max(jnp.where(mask > 0, ratio, -jnp.inf))
+  metrics["ratio_min"] = jnp.min(jnp.where(mask > 0, ratio, jnp.inf))
+  metrics["loss"] = total
+  return total, {k: jax.lax.stop_gradient(v) for k, v in metrics.items()}
+
+
+def forward_kl_loss(
+    logp: Float[Array, "N T"],
+    init_logp: Float[Array, "N T"],
+    mask: Float[Array, "N T"],
+    *,
+    coef: float = 1.0,
+    divergence: str = "k1",
+    agg_mode: str = "token-mean",
+    global_tokens=None,
+    global_seqs=None,
+    norm_constant=None,
+) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
+  """DPH-RL's rehearsal penalty (arXiv 2509.07430, sec. 3): coef * D(pi_0 || pi_theta) estimated on
+  samples pre-drawn from the initial policy pi_0 (``FORWARD_DIVERGENCES``: k1, k3, js).
+
+  Computed on the rehearsal batch (prompts the initial policy already solves); add the returned
+  loss to ``policy_loss``'s. Metrics ``fkl_loss`` (aggregated, before coef) and ``fkl`` (token
+  mean over ``global_tokens``), sum-combinable like ``policy_loss``'s.
+  """
+  if init_logp.shape != logp.shape or mask.shape != logp.shape:
+    raise ValueError(
+        f"logp {logp.shape}, init_logp {init_logp.shape} and mask {mask.shape} must all be [N, T]"
+    )
+  mask = mask.astype(logp.dtype)
+  global_tokens = global_normalizers(mask)["global_tokens"] if global_tokens is None else global_tokens
+  div = forward_divergence(divergence, logp, jax.lax.stop_gradient(init_logp))  # [N, T]
+  loss = aggregate(
+      div, mask, agg_mode, global_tokens=global_tokens, global_seqs=global_seqs,
+      norm_constant=norm_constant,
+  )
+  metrics = {"fkl_loss": loss, "fkl": _token_sum(div, mask, global_tokens)}
+  return coef * loss, {k: jax.lax.stop_gradient(v) for k, v in metrics.items()}
+
+
+def combine_metrics(parts: Sequence[Mapping[str, Array]]) -> dict[str, Array]:
+  """Full-batch metrics from per-micro-batch metrics: sum, or max / min for ``_max`` / ``_min`` keys."""
+  if not parts:
+    raise ValueError("combine_metrics needs at least one metrics dict")
+  out = {}
+  for key in parts[0]:
+    values = jnp.stack([jnp.asarray(p[key]) for p in parts])
+    if key.endswith("_max"):
+      out[key] = jnp.max(values)
+    elif key.endswith("_min"):
+      out[key] = jnp.min(values)
+    else:
+      out[key] = jnp.sum(values)
+  return out
+
+
+def reduce_metrics(metrics: Mapping[str, Array], axis_name: str) -> dict[str, Array]:
+  """The same combination across devices inside ``shard_map`` / ``pmap`` over ``axis_name``."""
+  out = {}
+  for key, value in metrics.items():
+    if key.endswith("_max"):
+      out[key] = jax.lax.pmax(value, axis_name)
+    elif key.endswith("_min"):
+      out[key] = jax.lax.pmin(value, axis_name)
+    else:
+      out[key] = jax.lax.psum(value, axis_name)
+  return out

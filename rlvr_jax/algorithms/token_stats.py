@@ -1,0 +1,44 @@
+"""Per-token policy statistics that label-free rewards read (computed on device by the trainer).
+
+``rlvr_jax.rewards`` is numpy-only; the trainer computes these [N, T] arrays next to the log-probs,
+copies them to host and passes them as ``token_stats`` to ``compute_rewards``.
+
+Self-certainty (Intuitor, arXiv 2505.19590, eq. 4; catalog.md 2.2) of position t:
+
+    sc_t = KL(U || pi(. | x, y_<t)) = logsumexp(z_t) - mean_v z_{t,v} - log V,
+
+z_t the (temperature-scaled) logits. It is >= 0, 0 for a uniform distribution, large when peaked.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+
+def self_certainty_from_logits(
+    logits: Float[Array, "... V"], temperature: float = 1.0
+) -> Float[Array, "..."]:
+  """sc = logsumexp(z) - mean(z) - log V with z = logits / temperature (reference; needs [.., V])."""
+  z = logits.astype(jnp.float32) / temperature
+  vocab = z.shape[-1]
+  return jax.nn.logsumexp(z, axis=-1) - jnp.mean(z, axis=-1) - jnp.log(vocab)
+
+
+def self_certainty_from_logp(
+    hidden: Float[Array, "N D"],
+    weight: Float[Array, "D V"],
+    targets: Int[Array, "N"],
+    logp: Float[Array, "N"],
+    temperature: float = 1.0,
+) -> Float[Array, "N"]:
+  """Self-certainty without the [N, V] logits, from the log-prob kernel's output.
+
+  logsumexp(z) = z_y - logp(y), and mean_v z_v = h . mean_v W[:, v], so only the target column and
+  the column mean of W are needed: O(N D) on top of ``rlvr_jax.kernels.logprob``.
+  """
+  h = hidden.astype(jnp.float32)
+  w = weight.astype(jnp.float32)
+  z_target = jnp.einsum("nd,dn->n", h, jnp.take(w, targets, axis=1)) / temperature  # [N]
+  z_mean = h @ jnp.mean(w, axis=1) / temperature  # [N]
+  return z_target - logp - z_mean - jnp.log(w.shape[1])

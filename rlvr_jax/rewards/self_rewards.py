@@ -1,0 +1,112 @@
+"""Label-free rewards: majority vote over the group (TTRL) and policy-confidence rewards (Intuitor).
+
+The confidence rewards read per-token statistics the trainer computes on device
+(``rlvr_jax.algorithms.token_stats``) and passes as ``token_stats``, numpy arrays [N, T]:
+
+* ``mask``            1 on response tokens (required by all of them)
+* ``self_certainty``  sc_t = logsumexp(z_t) - mean_v z_{t,v} - log V   (``self_certainty``)
+* ``entropy``         H_t of the policy's next-token distribution     (``neg_entropy``)
+* ``logp``            log pi(y_t | x, y_<t) of the sampled token       (``mean_logp``)
+
+all under the sampling temperature's logits z_t / tau.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from rlvr_jax.rewards.extract import extract_answer, normalize_answer
+from rlvr_jax.rewards.registry import RewardConfigError, RewardOutput, register_reward
+
+
+def majority_answers(answers: Sequence[str | None]) -> tuple[str | None, int]:
+  """The most common non-None answer and its count; ties go to the answer seen first."""
+  counts = collections.Counter(a for a in answers if a is not None)
+  if not counts:
+    return None, 0
+  return counts.most_common(1)[0]  # most_common is stable: first-seen wins a tie
+
+
+@register_reward("majority_vote")
+def majority_vote_reward(
+    completions: Sequence[str],
+    examples: Sequence[Mapping],
+    *,
+    group_size: int,
+    extract: str = "auto",
+) -> RewardOutput:
+  """TTRL (arXiv 2504.16084, sec. 3): per prompt, the pseudo-label is the majority answer of its G
+  samples, y* = mode(ans(y_1..y_G)) over parseable answers, and r_i = 1[ans(y_i) = y*].
+
+  Answers are compared after ``extract_answer`` + ``normalize_answer`` (string equality; TTRL's
+  code compares with its math grader). A group with no parseable answer scores 0. TTRL votes
+  with N = 64 samples and trains on the first n = 32: sample G = N and subsample in the trainer.
+  Metrics: ``label_accuracy`` (fraction of groups whose pseudo-label equals the gold answer, over
+  rows that have a non-empty gold) and ``majority_ratio`` (mean count(y*) / G).
+  """
+  n = len(completions)
+  if group_size < 1 or n % group_size:
+    raise RewardConfigError(f"group_size={group_size} does not divide {n} completions")
+  answers = [normalize_answer(extract_answer(text, extract)) for text in completions]
+  scores = np.zeros(n, np.float32)
+  hits, labelled, ratios = 0, 0, []
+  for start in range(0, n, group_size):
+    group = answers[start : start + group_size]
+    label, count = majority_answers(group)
+    ratios.append(count / group_size)
+    if label is not None:
+      scores[start : start + group_size] = [a == label for a in group]
+    gold = str(examples[start].get("answer", "") or "")
+    if gold:
+      labelled += 1
+      hits += label is not None and label == normalize_answer(gold)
+  metrics = {"majority_ratio": float(np.mean(ratios)) if ratios else 0.0}
+  if labelled:
+    metrics["label_accuracy"] = hits / labelled
+  return RewardOutput(scores, None, metrics)
+
+
+def _masked_mean(token_stats: Mapping[str, np.ndarray] | None, key: str, reward: str) -> np.ndarray:
+  if token_stats is None or key not in token_stats or "mask" not in token_stats:
+    raise RewardConfigError(
+        f"reward {reward!r} needs token_stats[{key!r}] and token_stats['mask'] ([N, T] arrays); "
+        f"got keys {sorted(token_stats or {})}"
+    )
+  values = np.asarray(token_stats[key], np.float64)
+  mask = np.asarray(token_stats["mask"], np.float64)
+  if values.shape != mask.shape:
+    raise RewardConfigError(f"token_stats[{key!r}] {values.shape} and mask {mask.shape} differ")
+  count = mask.sum(-1)
+  total = (values * mask).sum(-1)
+  # An empty response has no confidence signal: score 0 rather than NaN (NaN would count as failure).
+  return np.where(count > 0, total / np.maximum(count, 1.0), 0.0).astype(np.float32)
+
+
+def _check_rows(scores: np.ndarray, completions: Sequence[str], reward: str) -> np.ndarray:
+  if scores.shape != (len(completions),):
+    raise RewardConfigError(f"reward {reward!r}: token_stats rows {scores.shape[0]} != {len(completions)}")
+  return scores
+
+
+@register_reward("self_certainty")
+def self_certainty_reward(completions, examples, *, token_stats=None) -> np.ndarray:
+  """Intuitor (arXiv 2505.19590, sec. 3): r = (1/|y|) sum_t sc_t, the mean over response tokens of
+  KL(Uniform || pi(.|x, y_<t)). Needs ``token_stats["self_certainty"]`` and ``["mask"]``."""
+  del examples
+  return _check_rows(_masked_mean(token_stats, "self_certainty", "self_certainty"), completions, "self_certainty")
+
+
+@register_reward("neg_entropy")
+def neg_entropy_reward(completions, examples, *, token_stats=None) -> np.ndarray:
+  """r = -(1/|y|) sum_t H_t (Intuitor's / TTRL's entropy sibling, as a confidence reward)."""
+  del examples
+  return _check_rows(-_masked_mean(token_stats, "entropy", "neg_entropy"), completions, "neg_entropy")
+
+
+@register_reward("mean_logp")
+def mean_logp_reward(completions, examples, *, token_stats=None) -> np.ndarray:
+  """r = (1/|y|) sum_t log pi(y_t | x, y_<t) (length-normalised sequence log-likelihood)."""
+  del examples
+  return _check_rows(_masked_mean(token_stats, "logp", "mean_logp"), completions, "mean_logp")
