@@ -1,0 +1,143 @@
+"""Host-side sampling: validation, shape bucketing, packing, and the public `generate`.
+
+`generate` turns a list of token-id lists into fixed, bucketed device shapes, calls the jitted
+`sample_padded`, and returns numpy arrays for the real rows. Bucketing bounds the number of compiled
+programs: prompt length rounds up to a power of two (at least ``MIN_PROMPT_BUCKET``), the number of
+prompts to a power of two (the extra rows are dummy one-token prompts whose samples are dropped), so a
+run whose prompt lengths and batch sizes vary compiles O(log) programs, not one per step. Because
+every row draws from its own key (see processing.py), the dummy rows and the bucket never change the
+samples of the real rows.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jaxtyping import Bool, Int
+
+from rlvr_jax.sampling.sampler import FINISH_LENGTH, FINISH_STOP, SamplerConfig, sample_padded
+
+MIN_PROMPT_BUCKET = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleResult:
+  """Numpy results of `generate`; rows are prompt-major (row p * G + g is sample g of prompt p).
+
+  tokens: int32 [P*G, max_new_tokens], ``pad_id`` after each row's end; a stop id, when emitted, is
+    the last token of the row and counts in ``lengths`` (the policy must learn to emit it).
+  lengths: int32 [P*G], the number of generated tokens per row.
+  logprobs: float32 [P*G, max_new_tokens], log-prob of each token under the sampling distribution
+    (after temperature / top-k / top-p / min-p); 0 after the end. With temperature 0 (greedy) it is
+    the log-prob under the unfiltered model at temperature 1.
+  finish_reason: int8 [P*G], ``FINISH_STOP`` (0) or ``FINISH_LENGTH`` (1).
+  num_samples: G.
+  """
+
+  tokens: np.ndarray
+  lengths: np.ndarray
+  logprobs: np.ndarray
+  finish_reason: np.ndarray
+  num_samples: int
+
+  FINISH_STOP = FINISH_STOP
+  FINISH_LENGTH = FINISH_LENGTH
+
+
+def next_power_of_two(n: int) -> int:
+  return 1 << max(int(n) - 1, 0).bit_length()
+
+
+def bucket_prompt_length(n: int, *, minimum: int = MIN_PROMPT_BUCKET) -> int:
+  """Padded prompt length for a longest prompt of ``n`` tokens: a power of two >= max(n, minimum)."""
+  return next_power_of_two(max(n, minimum))
+
+
+def bucket_batch_size(n: int) -> int:
+  """Padded number of prompts: the next power of two (1, 2, 4, ...)."""
+  return next_power_of_two(max(n, 1))
+
+
+def check_prompts(prompts: Sequence[Sequence[int]], *, vocab_size: int, max_new_tokens: int,
+                  max_len: int) -> list[np.ndarray]:
+  """Validates prompts on the host; returns them as int32 arrays.
+
+  Raises ValueError naming the first bad row: an empty prompt, a token id outside [0, vocab_size),
+  or a prompt that with ``max_new_tokens`` new tokens needs more than ``max_len`` positions.
+  """
+  if len(prompts) == 0:
+    raise ValueError("prompts is empty; pass at least one prompt (a list of token ids)")
+  out = []
+  for i, prompt in enumerate(prompts):
+    row = np.asarray(prompt)
+    if row.ndim != 1:
+      raise ValueError(f"prompt {i} has shape {row.shape}; expected a flat sequence of token ids")
+    if row.size == 0:
+      raise ValueError(f"prompt {i} is empty; every prompt needs at least one token (e.g. a BOS id)")
+    if not np.issubdtype(row.dtype, np.integer):
+      raise ValueError(f"prompt {i} has dtype {row.dtype}; expected integer token ids")
+    bad = np.flatnonzero((row < 0) | (row >= vocab_size))
+    if bad.size:
+      j = int(bad[0])
+      raise ValueError(f"prompt {i} has token id {int(row[j])} at position {j}, outside the "
+                       f"vocabulary [0, {vocab_size})")
+    if row.size + max_new_tokens > max_len:
+      raise ValueError(f"prompt {i} has {row.size} tokens; with max_new_tokens={max_new_tokens} it needs "
+                       f"{row.size + max_new_tokens} positions but the cache holds max_len={max_len} "
+                       "(shorten the prompt or lower max_new_tokens)")
+    out.append(row.astype(np.int32))
+  return out
+
+
+def pack_prompts(prompts: Sequence[np.ndarray], *, num_rows: int, length: int, pad_id: int
+                 ) -> tuple[Int[np.ndarray, "R T"], Bool[np.ndarray, "R T"]]:
+  """Left-pads prompts into [num_rows, length] token and mask arrays; rows past len(prompts) are dummy
+  one-token prompts (``pad_id``) so that no row is fully masked."""
+  tokens = np.full((num_rows, length), pad_id, np.int32)
+  mask = np.zeros((num_rows, length), bool)
+  for i, row in enumerate(prompts):
+    tokens[i, length - row.size:] = row
+    mask[i, length - row.size:] = True
+  mask[len(prompts):, -1] = True
+  return tokens, mask
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled():
+  """The jitted core, created lazily; jax.jit's own cache keys it on (graphdef, config, shapes)."""
+  return jax.jit(sample_padded, static_argnames=("graphdef", "config"))
+
+
+def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, num_samples: int = 1,
+             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, min_p: float = 0.0,
+             eos_ids: Sequence[int] = (), seed: int = 0, pad_id: int = 0,
+             max_len: int | None = None) -> SampleResult:
+  """Samples ``num_samples`` continuations of every prompt with ``model`` (a `Transformer`).
+
+  ``prompts`` is a list of token-id lists of any lengths. Temperature 0 is greedy. Each prompt is
+  prefilled once and its KV cache fanned out to its samples. ``max_len`` bounds prompt length plus
+  ``max_new_tokens`` (default: the model's ``max_position_embeddings``). The same seed gives the
+  same result; different samples of one prompt use different keys. See `SampleResult` for fields.
+  """
+  cfg = model.config
+  config = SamplerConfig(max_new_tokens=max_new_tokens, num_samples=num_samples, temperature=temperature,
+                         top_k=top_k, top_p=top_p, min_p=min_p, eos_ids=tuple(eos_ids), pad_id=pad_id)
+  for name, value in [("pad_id", pad_id)] + [(f"eos_ids[{i}]", e) for i, e in enumerate(config.eos_ids)]:
+    if not 0 <= value < cfg.vocab_size:
+      raise ValueError(f"{name}={value} is outside the vocabulary [0, {cfg.vocab_size})")
+  max_len = cfg.max_position_embeddings if max_len is None else int(max_len)
+  rows = check_prompts(prompts, vocab_size=cfg.vocab_size, max_new_tokens=max_new_tokens, max_len=max_len)
+  length = bucket_prompt_length(max(r.size for r in rows))
+  tokens, mask = pack_prompts(rows, num_rows=bucket_batch_size(len(rows)), length=length, pad_id=pad_id)
+  graphdef, state = nnx.split(model)
+  out = _compiled()(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), jax.random.key(seed), config)
+  keep = len(rows) * num_samples  # dummy prompts come last, so their samples are the trailing rows
+  out = jax.device_get(out)
+  return SampleResult(tokens=np.asarray(out["tokens"][:keep]), lengths=np.asarray(out["lengths"][:keep]),
+                      logprobs=np.asarray(out["logprobs"][:keep]),
+                      finish_reason=np.asarray(out["finish_reason"][:keep]), num_samples=num_samples)
