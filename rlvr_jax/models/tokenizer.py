@@ -294,15 +294,15 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, special_tokens: S
   """A sentencepiece model (Kudo & Richardson 2018) trained in memory on ``texts``.
 
   Ids 0-3 are <unk>, <s> (bos), </s> (eos), <pad>; ``special_tokens`` become user-defined pieces, so
-  they are matched inside text. Identity normalisation, kept whitespace and byte fallback make
-  decode(encode(s)) == s; byte fallback needs ``vocab_size`` > 260 + len(special_tokens). The vocab
+  they are matched inside text. Identity normalisation, kept whitespace, no dummy-prefix space and
+  byte fallback make decode(encode(s)) == s and encode(a + b) start with encode(a)'s first piece; byte fallback needs ``vocab_size`` > 260 + len(special_tokens). The vocab
   is a soft limit (``hard_vocab_limit=False``) because a tiny corpus may not support the full size.
   """
   model = io.BytesIO()
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type=model_type,
       hard_vocab_limit=False, byte_fallback=True, normalization_rule_name="identity",
-      remove_extra_whitespaces=False, split_digits=True, character_coverage=character_coverage,
+      remove_extra_whitespaces=False, add_dummy_prefix=False, split_digits=True, character_coverage=character_coverage,
       user_defined_symbols=list(special_tokens), unk_id=0, bos_id=1, eos_id=2, pad_id=3,
       pad_piece="<pad>", minloglevel=2)
   backend = spm.SentencePieceProcessor(model_proto=model.getvalue())

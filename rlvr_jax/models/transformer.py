@@ -5,21 +5,23 @@ Architecture (pre-norm decoder, as in the Llama 3 and Qwen2/Qwen3 technical repo
   per layer:  x += o(attn(rope(qk_norm(q(norm(x)))), rope(qk_norm(k(norm(x)))), v(norm(x))))
               x += down(silu(gate(norm(x))) * up(norm(x)))          (SwiGLU, Shazeer 2020)
   logits = norm(x) @ unembed                                        (unembed = embed^T when tied)
-RMSNorm (Zhang & Sennrich 2019), RoPE (Su et al. 2021, eq. 34) with optional llama3 frequency scaling,
+RMSNorm (Zhang & Sennrich 2019), RoPE (Su et al. 2021, RoFormer) with optional llama3 frequency scaling,
 grouped-query attention (Ainslie et al. 2023): query head n reads kv head n // (N // K).
 
 Contracts other modules build on:
 - ``Transformer(config, *, rngs)``; ``model(tokens, *, positions=None, attention_mask=None,
   segment_ids=None) -> logits float32 [B, T, V]``. ``attention_mask`` [B, T] (1 = real token, e.g.
   left padding) masks keys; ``segment_ids`` [B, T] restricts attention to equal ids (0 = padding) for
-  packed rows. ``positions`` default to ``arange(T)``: with left padding pass ``cumsum(mask) - 1``,
-  with packing pass positions that restart in each segment.
+  packed rows. ``positions`` default to ``arange(T)``: with left padding pass
+  ``positions_from_mask(mask)`` (= cumsum(mask) - 1), with packing positions that restart per segment.
+  ``config.remat`` wraps each layer in ``nnx.remat`` (activations recomputed in the backward pass).
 - ``model.hidden_states(...) -> [B, T, D]`` (after the final norm, compute dtype) and
   ``model.unembed_weight() -> [D, V]`` with ``logits == hidden_states @ unembed_weight`` in float32.
 - ``model.init_cache(batch_size, max_len, dtype=None) -> dict(k=[L, B, S, K, H], v=[L, B, S, K, H])``
   and ``model.decode(tokens, *, positions, cache, cache_index, kv_mask) -> (logits, cache)``: the T new
   keys/values go to slots [cache_index, cache_index + T) (cache_index a traced int32 scalar); the query
-  in slot cache_index + t attends to slots s <= cache_index + t with ``kv_mask[b, s]`` True.
+  in slot cache_index + t attends to slots s <= cache_index + t with ``kv_mask[b, s]`` True. Each step
+  attends over all S slots (masked), so one compiled step serves every cache_index.
 - Every ``nnx.Param`` carries logical axis names in its ``out_sharding`` metadata (stored with
   ``eager_sharding=False``, so building a model needs no mesh); ``logical_axes(model)`` returns them as
   a tree shaped like ``nnx.state(model, nnx.Param)``. Names: vocab, embed, q_heads, kv_heads,
@@ -92,6 +94,11 @@ def apply_rope(x: Float[Array, "B T N H"], sin: jax.Array, cos: jax.Array) -> Fl
   x1, x2 = jnp.split(x32, 2, axis=-1)  # [B, T, N, H/2] each
   sin, cos = sin[:, :, None, :], cos[:, :, None, :]  # [B, T, 1, H/2]
   return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+
+
+def positions_from_mask(attention_mask: Int[Array, "B T"]) -> Int[Array, "B T"]:
+  """RoPE positions for a left-padded batch: ``cumsum(mask) - 1``, 0 on padding slots."""
+  return jnp.maximum(jnp.cumsum(attention_mask.astype(jnp.int32), axis=-1) - 1, 0)
 
 
 # ------------------------------------------------------------------------------------------------

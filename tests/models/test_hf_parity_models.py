@@ -17,7 +17,7 @@ import torch
 import transformers
 from flax import nnx
 
-from rlvr_jax.models import ModelConfig, load_hf, save_hf
+from rlvr_jax.models import ModelConfig, load_hf, positions_from_mask, save_hf
 from tests.models.hf_oracle import FAMILIES, VOCAB, hf_logits, make_hf_model
 
 F32_TOL = 1e-4
@@ -47,7 +47,8 @@ def _left_padded(seed=1):
   lengths = np.array([40, 33, 20])
   mask = (np.arange(40)[None, :] >= (40 - lengths)[:, None]).astype(np.int64)  # [3, 40]
   tokens = np.where(mask == 1, rng.randint(0, VOCAB, mask.shape), 0)
-  positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+  positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)  # what HF generate() uses
+  np.testing.assert_array_equal(np.asarray(positions_from_mask(jnp.asarray(mask))), positions)
   return tokens, mask, positions
 
 

@@ -25,6 +25,11 @@ def _fwd(model, tokens, positions=None, attention_mask=None, segment_ids=None):
   return model(tokens, positions=positions, attention_mask=attention_mask, segment_ids=segment_ids)
 
 
+@nnx.jit
+def _hidden_and_unembed(model, tokens):
+  return model.hidden_states(tokens), model.unembed_weight()
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_prefill_then_decode_matches_forward(name):
   model = _model(name)
@@ -100,11 +105,10 @@ def test_fully_masked_rows_are_finite_and_do_not_leak():
 def test_hidden_states_times_unembed_is_logits(name):
   model = _model(name)
   tokens = jnp.asarray(np.random.RandomState(3).randint(0, 256, (2, 10)), jnp.int32)
-  hidden = model.hidden_states(tokens)
-  w = model.unembed_weight()
+  hidden, w = _hidden_and_unembed(model, tokens)
   assert hidden.shape == (2, 10, 64) and w.shape == (64, 256)
   expected = np.asarray(hidden, np.float64) @ np.asarray(w, np.float64)
-  np.testing.assert_allclose(np.asarray(model(tokens)), expected, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(np.asarray(_fwd(model, tokens)), expected, atol=1e-5, rtol=0)
   if name == "llama":
     np.testing.assert_array_equal(np.asarray(w), np.asarray(model.embed[...]).T)
 
@@ -112,10 +116,10 @@ def test_hidden_states_times_unembed_is_logits(name):
 def test_bf16_compute_keeps_f32_logits():
   model = _model("qwen2", param_dtype="float32", dtype=jnp.bfloat16)
   tokens = jnp.asarray(np.random.RandomState(4).randint(0, 256, (2, 10)), jnp.int32)
-  assert model.hidden_states(tokens).dtype == jnp.bfloat16
-  logits16 = model(tokens)
+  assert _hidden_and_unembed(model, tokens)[0].dtype == jnp.bfloat16
+  logits16 = _fwd(model, tokens)
   assert logits16.dtype == jnp.float32
-  logits32 = _model("qwen2")(tokens)  # same seed, same float32 params
+  logits32 = _fwd(_model("qwen2"), tokens)  # same seed, same float32 params
   err = float(jnp.abs(logits16 - logits32).max())
   assert 0 < err < 0.1 * float(jnp.abs(logits32).max())
 
