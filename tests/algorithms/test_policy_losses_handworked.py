@@ -1,0 +1,273 @@
+"""Policy losses, KL estimators and aggregation modes against hand-worked cases and properties."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from rlvr_jax import algorithms as alg
+
+_STATIC = ("agg_mode", "kl_estimator", "clip_low", "clip_high", "dual_clip", "kl_coef", "entropy_coef")
+_loss = jax.jit(alg.policy_loss, static_argnums=0, static_argnames=_STATIC)
+_loss_grad = jax.jit(
+    jax.value_and_grad(alg.policy_loss, argnums=1, has_aux=True), static_argnums=0, static_argnames=_STATIC
+)
+
+# Five tokens (one sequence), old_logp = 0 so the ratio is exp(logp).
+RATIOS = np.array([[1.5, 0.5, 0.5, 5.0, 1.1]], np.float32)
+ADVS = np.array([[1.0, 1.0, -1.0, -1.0, -2.0]], np.float32)
+ONES = np.ones_like(RATIOS)
+
+
+def test_ppo_clip_higher_and_dual_clip_by_hand():
+  # eps_lo = 0.2, eps_hi = 0.28, c = 3. Per token, loss = max(-A rho, -A clip(rho)), then
+  # min(., -c A) for A < 0:
+  #   (1.5, +1): max(-1.5, -1.28) = -1.28   clipped high, zero gradient
+  #   (0.5, +1): max(-0.5, -0.8)  = -0.5    unclipped, dloss/dlogp = -A rho = -0.5
+  #   (0.5, -1): max(0.5, 0.8)    = 0.8     clipped low, zero gradient
+  #   (5.0, -1): max(5.0, 1.28) = 5, min(5, 3) = 3   dual-clipped, zero gradient
+  #   (1.1, -2): max(2.2, 2.2)    = 2.2     unclipped, dloss/dlogp = -A rho = 2.2
+  (loss, metrics), grad = _loss_grad(
+      "ppo_clip", jnp.log(RATIOS), jnp.zeros_like(RATIOS), ADVS, ONES,
+      clip_low=0.2, clip_high=0.28, dual_clip=3.0,
+  )
+  np.testing.assert_allclose(loss, (-1.28 - 0.5 + 0.8 + 3.0 + 2.2) / 5, rtol=1e-6)
+  np.testing.assert_allclose(grad, [[0.0, -0.5 / 5, 0.0, 0.0, 2.2 / 5]], atol=1e-6)
+  np.testing.assert_allclose(metrics["clip_frac_high"], 1 / 5, rtol=1e-6)
+  np.testing.assert_allclose(metrics["clip_frac_low"], 1 / 5, rtol=1e-6)
+  np.testing.assert_allclose(metrics["clip_frac_dual"], 1 / 5, rtol=1e-6)
+  np.testing.assert_allclose(metrics["clip_frac"], 2 / 5, rtol=1e-6)
+  np.testing.assert_allclose(metrics["ratio_mean"], (1.5 + 0.5 + 0.5 + 5.0 + 1.1) / 5, rtol=1e-6)
+  np.testing.assert_allclose(metrics["ratio_max"], 5.0, rtol=1e-6)
+  np.testing.assert_allclose(metrics["ratio_min"], 0.5, rtol=1e-6)
+  # approx_kl = mean(rho - 1 - log rho) (k3 of KL(pi_old || pi_theta) on pi_old samples).
+  want_kl = np.mean(RATIOS - 1 - np.log(RATIOS))
+  np.testing.assert_allclose(metrics["approx_kl"], want_kl, rtol=1e-5)
+
+
+def test_symmetric_clip_default_and_no_dual_clip():
+  # clip_low only: clip_high falls back to it. Token (5.0, -1) is then unbounded: loss 5.
+  loss, metrics = _loss("ppo_clip", jnp.log(RATIOS), jnp.zeros_like(RATIOS), ADVS, ONES, clip_low=0.2)
+  np.testing.assert_allclose(loss, (-1.2 - 0.5 + 0.8 + 5.0 + 2.2) / 5, rtol=1e-6)
+  assert "clip_frac_dual" not in metrics
+
+
+def test_gspo_matches_sequence_level_objective():
+  # Sequence 1: log-ratios (0.1, 0.3) -> s = exp(0.2); sequence 2: (-0.4, masked) -> s = exp(-0.4).
+  logp = jnp.array([[0.1, 0.3], [-0.4, 7.0]]) - 1.0
+  old = jnp.full((2, 2), -1.0)
+  mask = jnp.array([[1.0, 1.0], [1.0, 0.0]])
+  adv = jnp.array([1.0, -1.0])
+
+  def sequence_gspo(logp):
+    # GSPO's own sequence-level form: mean_i -min(s_i A_i, clip(s_i) A_i), eps = 0.3.
+    s = jnp.exp(jnp.sum((logp - old) * mask, -1) / jnp.sum(mask, -1))
+    return jnp.mean(-jnp.minimum(s * adv, jnp.clip(s, 0.7, 1.3) * adv))
+
+  (loss, _), grad = _loss_grad(
+      "gspo", logp, old, adv, mask, clip_low=0.3, clip_high=0.3, agg_mode="seq-mean-token-mean"
+  )
+  # Hand value: s1 = e^0.2 = 1.2214 (inside [0.7, 1.3]) -> -1.2214; s2 = e^-0.4 = 0.6703 < 0.7,
+  # A < 0 -> max(0.6703, 0.7) = 0.7.
+  np.testing.assert_allclose(loss, (-math.exp(0.2) + 0.7) / 2, rtol=1e-6)
+  np.testing.assert_allclose(loss, sequence_gspo(logp), rtol=1e-6)
+  np.testing.assert_allclose(grad, jax.grad(sequence_gspo)(logp), atol=1e-6)
+
+
+def test_cispo_keeps_gradient_outside_the_trust_region():
+  # dloss/dlogp = -sg(clip(rho, 1 - 1, 1 + 0.28)) * A: rho 1.5 -> weight 1.28 (PPO would give 0),
+  # rho 0.5 -> 0.5, rho 5.0 -> 1.28, rho 1.1 -> 1.1.
+  logp = jnp.log(RATIOS)
+  (loss, metrics), grad = _loss_grad("cispo", logp, jnp.zeros_like(logp), ADVS, ONES, clip_low=1.0, clip_high=0.28)
+  weights = np.array([1.28, 0.5, 0.5, 1.28, 1.1])
+  np.testing.assert_allclose(grad, [-weights * ADVS[0] / 5], rtol=1e-6)
+  np.testing.assert_allclose(loss, np.mean(-weights * ADVS[0] * np.log(RATIOS[0])), rtol=1e-5)
+  np.testing.assert_allclose(metrics["clip_frac_high"], 2 / 5, rtol=1e-6)
+  with pytest.raises(ValueError, match="cispo has no dual clip"):
+    alg.policy_loss("cispo", logp, logp, ADVS, ONES, dual_clip=3.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# KL estimators and regularisers.
+
+P, Q = math.log(0.5), math.log(0.25)  # log pi_theta, log pi_ref of one token
+
+
+def test_kl_estimators_by_hand():
+  logp, ref = jnp.array([[P]]), jnp.array([[Q]])
+  # log r = log(pi_ref / pi_theta) = log 0.5.
+  want = {
+      "k1": math.log(2),
+      "k2": 0.5 * math.log(2) ** 2,
+      "k3": 0.5 - math.log(0.5) - 1,
+      "k3+": 0.5 - math.log(0.5) - 1,
+  }
+  for name, value in want.items():
+    np.testing.assert_allclose(alg.kl_estimate(name, logp, ref), [[value]], rtol=1e-6, err_msg=name)
+  grad = lambda name: jax.grad(lambda lp: alg.kl_estimate(name, lp, ref).sum())(logp)
+  # d k3 / d logp = 1 - r = 0.5; k3+ takes k2's gradient, logp - ref = log 2.
+  np.testing.assert_allclose(grad("k3"), [[0.5]], rtol=1e-6)
+  np.testing.assert_allclose(grad("k3+"), [[math.log(2)]], rtol=1e-6)
+  np.testing.assert_allclose(grad("k2"), [[math.log(2)]], rtol=1e-6)
+  np.testing.assert_allclose(grad("k1"), [[1.0]], rtol=1e-6)
+  # verl's clamp: k3 saturates at 10 for a collapsed token.
+  np.testing.assert_allclose(alg.kl_estimate("k3", jnp.array([[-30.0]]), jnp.array([[0.0]])), [[10.0]])
+
+
+def test_forward_divergences_by_hand():
+  # Rehearsal token sampled from pi_0 with pi_0 = 0.5 and pi_theta = 0.25: u = 0.5.
+  logp, init = jnp.array([[Q]]), jnp.array([[P]])
+  u = 0.5
+  want = {
+      "k1": math.log(2),
+      "k3": u - 1 - math.log(u),
+      "js": 0.5 * (u * math.log(u) - (1 + u) * math.log((1 + u) / 2)),
+  }
+  for name, value in want.items():
+    np.testing.assert_allclose(alg.forward_divergence(name, logp, init), [[value]], rtol=1e-5, err_msg=name)
+  loss, metrics = alg.forward_kl_loss(logp, init, jnp.ones((1, 1)), coef=0.5, divergence="k1")
+  np.testing.assert_allclose(loss, 0.5 * math.log(2), rtol=1e-6)
+  np.testing.assert_allclose(metrics["fkl"], math.log(2), rtol=1e-6)
+  # Forward KL's gradient is -grad log pi_theta on the rehearsal token (likelihood).
+  g = jax.grad(lambda lp: alg.forward_kl_loss(lp, init, jnp.ones((1, 1)))[0])(logp)
+  np.testing.assert_allclose(g, [[-1.0]], rtol=1e-6)
+
+
+def test_kl_in_loss_and_entropy_bonus_by_hand():
+  # Two tokens at ratio 1, A = 0: only the regularisers contribute.
+  logp = jnp.array([[P, P]])
+  ref = jnp.array([[Q, P]])
+  ent = jnp.array([[2.0, 1.0]])
+  loss, metrics = _loss(
+      "ppo_clip", logp, logp, jnp.zeros(1), jnp.ones((1, 2)), ref_logp=ref, kl_coef=0.1,
+      kl_estimator="k1", entropy=ent, entropy_coef=0.01,
+  )
+  kl_mean = (math.log(2) + 0.0) / 2
+  np.testing.assert_allclose(loss, 0.1 * kl_mean - 0.01 * 1.5, rtol=1e-6)
+  np.testing.assert_allclose(metrics["kl"], kl_mean, rtol=1e-6)
+  np.testing.assert_allclose(metrics["entropy"], 1.5, rtol=1e-6)
+  np.testing.assert_allclose(metrics["pg_loss"], 0.0, atol=1e-7)
+  with pytest.raises(ValueError, match="needs ref_logp"):
+    alg.policy_loss("ppo_clip", logp, logp, jnp.zeros(1), jnp.ones((1, 2)), kl_coef=0.1)
+
+
+def test_kl_in_reward_by_hand():
+  scores = jnp.array([1.0, 2.0])
+  logp = jnp.array([[P, P, 0.0], [Q, 0.0, 0.0]])
+  ref = jnp.array([[Q, P, 0.0], [P, 0.0, 0.0]])
+  mask = jnp.array([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+  # k1 per token: row 1 (log 2, 0), row 2 (-log 2). Score on the last valid token.
+  want = [[-0.5 * math.log(2), 1.0, 0.0], [2.0 + 0.5 * math.log(2), 0.0, 0.0]]
+  got = alg.kl_in_reward(scores, logp, ref, mask, kl_coef=0.5, kl_estimator="k1")
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  seq = alg.sequence_reward_minus_kl(scores, logp, ref, mask, kl_coef=0.5, kl_estimator="k1")
+  np.testing.assert_allclose(seq, [1.0 - 0.5 * math.log(2), 2.0 + 0.5 * math.log(2)], rtol=1e-6)
+
+
+def test_aggregation_modes_by_hand():
+  loss = jnp.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [9.0, 9.0, 9.0]])
+  mask = jnp.array([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # row 3 is padding
+  want = {
+      "token-mean": (1 + 2 + 4) / 3,
+      "seq-mean-token-mean": ((1 + 2) / 2 + 4 / 1) / 2,
+      "seq-mean-token-sum": (3 + 4) / 2,
+      "seq-mean-token-sum-norm": 7 / (2 * 3),
+  }
+  for mode, value in want.items():
+    np.testing.assert_allclose(alg.aggregate(loss, mask, mode), value, rtol=1e-6, err_msg=mode)
+  np.testing.assert_allclose(
+      alg.aggregate(loss, mask, "seq-mean-token-sum-norm", norm_constant=10.0), 7 / 20, rtol=1e-6
+  )
+  np.testing.assert_allclose(alg.aggregate(loss, mask, "token-mean", global_tokens=14.0), 7 / 14, rtol=1e-6)
+  counts = alg.global_normalizers(mask)
+  assert float(counts["global_tokens"]) == 3.0 and float(counts["global_seqs"]) == 2.0
+  with pytest.raises(ValueError, match="unknown agg_mode 'mean'"):
+    alg.aggregate(loss, mask, "mean")
+
+
+def test_shape_errors_name_the_tensor():
+  x = jnp.zeros((2, 3))
+  with pytest.raises(ValueError, match="mask has shape"):
+    alg.policy_loss("ppo_clip", x, x, jnp.zeros(2), jnp.zeros((2, 4)))
+  with pytest.raises(ValueError, match="advantages has shape"):
+    alg.policy_loss("ppo_clip", x, x, jnp.zeros(3), x)
+  with pytest.raises(ValueError, match="unknown policy loss"):
+    alg.policy_loss("ppo", x, x, jnp.zeros(2), x)
+  with pytest.raises(ValueError, match="dual_clip must be > 1"):
+    alg.policy_loss("ppo_clip", x, x, jnp.zeros(2), x, dual_clip=0.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Properties (fixed shapes so each jitted function compiles once).
+
+_N, _T = 3, 4
+_floats = lambda lo, hi: st.lists(
+    st.floats(lo, hi, allow_nan=False, width=32), min_size=_N * _T, max_size=_N * _T
+)
+
+
+@jax.jit
+def _all_losses_and_grads(logp, old_logp, adv, mask):
+  # Every (loss, agg_mode) pair in one compiled function: one compile instead of twelve.
+  out = {}
+  for name in ["ppo_clip", "gspo", "cispo"]:
+    for mode in alg.AGGREGATIONS:
+      (loss, _), grad = jax.value_and_grad(alg.policy_loss, argnums=1, has_aux=True)(
+          name, logp, old_logp, adv, mask, agg_mode=mode
+      )
+      out[name, mode] = (loss, grad)
+  return out
+
+
+@settings(max_examples=15, deadline=None)
+@given(_floats(-3.0, -0.0625), st.lists(st.integers(0, _T), min_size=_N, max_size=_N))
+def test_zero_gradient_at_ratio_one_and_zero_advantage(logp, lengths):
+  logp = jnp.array(logp, jnp.float32).reshape(_N, _T)
+  mask = (jnp.arange(_T)[None] < jnp.array(lengths)[:, None]).astype(jnp.float32)
+  for (name, mode), (loss, grad) in _all_losses_and_grads(logp, logp, jnp.zeros(_N), mask).items():
+    np.testing.assert_allclose(grad, 0.0, atol=1e-7, err_msg=f"{name} {mode}")
+    # PPO-style values are -A rho = 0; CISPO's -w A logp is 0 too.
+    np.testing.assert_allclose(loss, 0.0, atol=1e-7, err_msg=f"{name} {mode}")
+  # Sanity: the same inputs with a non-zero advantage do move the policy.
+  if float(mask.sum()) > 0:
+    moved = _all_losses_and_grads(logp, logp, jnp.ones(_N), mask)
+    for key, (_, grad) in moved.items():
+      assert float(jnp.abs(grad).max()) > 0, key
+
+
+_EPS_LO, _EPS_HI, _C = 0.2, 0.28, 3.0
+
+
+@jax.jit
+def _ppo_token_loss_and_grad(log_ratio, adv):
+  def per_token(lr):
+    return alg.POLICY_LOSSES["ppo_clip"](
+        lr, jnp.zeros_like(lr), adv, jnp.ones_like(lr), clip_low=_EPS_LO, clip_high=_EPS_HI, dual_clip=_C
+    )[0]
+
+  # Each token's loss depends only on its own log-ratio, so grad of the sum is per-token.
+  return per_token(log_ratio), jax.grad(lambda lr: per_token(lr).sum())(log_ratio)
+
+
+@settings(max_examples=25, deadline=None)
+@given(_floats(-2.5, 2.5), _floats(-3.0, 3.0))
+def test_clipping_bounds_the_ratio_term(log_ratio, adv):
+  log_ratio = jnp.array(log_ratio, jnp.float32).reshape(_N, _T)
+  adv = jnp.array(adv, jnp.float32).reshape(_N, _T)
+  eps_lo, eps_hi, c = _EPS_LO, _EPS_HI, _C
+  loss, grad = _ppo_token_loss_and_grad(log_ratio, adv)
+  objective, grad = -np.asarray(loss), np.asarray(grad)
+  rho, a = np.exp(np.asarray(log_ratio)), np.asarray(adv)
+  tol = 1e-5 * (1 + np.abs(a) * rho)
+  # PPO (Schulman et al. 2017, eq. 7): the objective never exceeds (1 + eps_hi) A for A > 0 ...
+  assert np.all(objective[a > 0] <= (1 + eps_hi) * a[a > 0] + tol[a > 0])
+  # ... is a pessimistic bound of rho A except where the dual clip raises it to c A ...
+  assert np.all((objective <= rho * a + tol) | ((a < 0) & (rho > c)))
+  # ... and dual-clip (Ye et al. 2020) bounds it below by c A for A < 0.
+  assert np.all(objective[a < 0] >= c * a[a < 0] - tol[a < 0])
+  # Clipped tokens get no gradient; unclipped tokens get -A rho.
+  clipped = ((a > 0) & (rho > 1 + eps_hi)) | ((a < 0) & (rho < 1 - eps_lo)) | ((a < 0) & (rho > c))
+  np.testing.assert_allclose(grad[clipped], 0.0, atol=1e-7)
+  np.testing.assert_allclose(grad[~clipped], (-a * rho)[~clipped], rtol=1e-5, atol=1e-6)
