@@ -19,8 +19,10 @@ in interpret mode), so every product that sums over the token or vocab axis mask
 The whole D is one block: hidden [block_tokens, D] and weight [D, block_vocab] tiles (double buffered)
 must fit VMEM, which the defaults do for D <= 4096 in bfloat16.
 
-Validated on CPU with ``interpret=True`` only (tests/kernels); no TPU was available to this project
-when it was written, so TPU speed is unmeasured.
+Checked on CPU only (tests/kernels): values and gradients under both the generic interpreter
+(``interpret=True``) and the TPU-faithful one (``pltpu.InterpretParams()``), and lowering to Mosaic
+TPU custom calls at a real shape (``lowering_platforms=("tpu",)``). No TPU was available to this
+project when it was written: Mosaic's own compile passes never ran, and TPU speed is unmeasured.
 """
 from __future__ import annotations
 
@@ -244,9 +246,12 @@ def logprob_pallas_tpu(
     *,
     block_tokens: int = DEFAULT_BLOCK_TOKENS,
     block_vocab: int = DEFAULT_BLOCK_VOCAB,
-    interpret: bool = False,
+    interpret: bool | pltpu.InterpretParams = False,
 ) -> tuple[Float[Array, "N"], Float[Array, "N"]]:
-  """(logp [N], entropy [N]) in float32 via Pallas TPU kernels; ``interpret=True`` runs on CPU.
+  """(logp [N], entropy [N]) in float32 via Pallas TPU kernels; ``interpret`` runs them on CPU.
+
+  ``interpret=True`` uses the generic Pallas interpreter (fast); ``pltpu.InterpretParams()`` the
+  TPU-faithful one (simulated VMEM, DMA and grid semantics; several times slower).
 
   ``block_tokens`` should be a multiple of 8 and ``block_vocab`` of 128 on TPU (sublane / lane
   tiling); neither needs to divide N or V. The backward casts ``d logits`` to the input dtype before
@@ -259,5 +264,4 @@ def logprob_pallas_tpu(
   # A block larger than the array is legal only as the full dimension.
   bn = num_tokens if block_tokens >= num_tokens else int(block_tokens)
   bv = vocab if block_vocab >= vocab else int(block_vocab)
-  return _logprob(hidden, weight, targets.astype(jnp.int32), float(temperature), bn, bv,
-                  bool(interpret))
+  return _logprob(hidden, weight, targets.astype(jnp.int32), float(temperature), bn, bv, interpret)

@@ -64,9 +64,14 @@ def test_values_match_reference(impl, dtype):
   assert float(jnp.min(want[1])) > 0.1  # non-degenerate entropies, so the check means something
 
 
-@pytest.mark.parametrize("which", ["logp", "entropy", "both"])
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["f32", "bf16"])
-@pytest.mark.parametrize("impl", sorted(IMPLS))
+# Each output's gradient alone in float32 (checks the logp and the entropy formulas separately),
+# then both together in both dtypes.
+GRAD_CASES = [(impl, jnp.float32, which) for impl in sorted(IMPLS) for which in ("logp", "entropy")]
+GRAD_CASES += [(impl, dtype, "both") for impl in sorted(IMPLS) for dtype in (jnp.float32, jnp.bfloat16)]
+
+
+@pytest.mark.parametrize("impl, dtype, which", GRAD_CASES,
+                         ids=[f"{i}-{jnp.dtype(d).name}-{w}" for i, d, w in GRAD_CASES])
 def test_grads_match_reference_with_mask(impl, dtype, which):
   hidden, weight, targets, coef, mask = make_inputs(37, 32, 300, dtype, seed=1)
   grad = lambda fn: jax.jit(jax.grad(functools.partial(masked_loss, fn, which, coef, mask),
@@ -163,3 +168,28 @@ def test_xla_memory_is_tiled_not_materialised():
   xla_temp = temp_bytes(functools.partial(xla.logprob_xla, block_tokens=128, block_vocab=1024))
   assert ref_temp >= logits_bytes
   assert xla_temp < 0.1 * logits_bytes, (xla_temp, ref_temp)
+
+
+def test_pallas_tpu_under_the_tpu_faithful_interpreter():
+  """pltpu.InterpretParams simulates VMEM, DMAs and the grid as a TPU runs them (slower than True)."""
+  from jax.experimental.pallas import tpu as pltpu
+  hidden, weight, targets, coef, mask = make_inputs(37, 32, 300, jnp.float32, seed=5)
+  fn = functools.partial(pallas_tpu.logprob_pallas_tpu, block_tokens=16, block_vocab=128,
+                         interpret=pltpu.InterpretParams())
+  for g, w in zip(fn(hidden, weight, targets, TEMPERATURE),
+                  reference.logprob_reference(hidden, weight, targets, TEMPERATURE)):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+  grad = lambda f: jax.grad(functools.partial(masked_loss, f, "both", coef, mask),
+                            argnums=(0, 1))(hidden, weight, targets)
+  for g, w in zip(grad(fn), grad(reference.logprob_reference)):
+    assert_grads_close(g, w, GRAD_TOL[jnp.float32])
+
+
+def test_pallas_tpu_lowers_to_mosaic_at_a_real_shape():
+  """Forward and both backward kernels lower to Mosaic TPU custom calls (D=1536, V=151,936, bf16)."""
+  shapes = (jax.ShapeDtypeStruct((1000, 1536), jnp.bfloat16),
+            jax.ShapeDtypeStruct((1536, 151_936), jnp.bfloat16),
+            jax.ShapeDtypeStruct((1000,), jnp.int32))
+  loss = lambda h, w, t: jnp.sum(sum(pallas_tpu.logprob_pallas_tpu(h, w, t, TEMPERATURE)))
+  lowered = jax.jit(jax.grad(loss, argnums=(0, 1))).trace(*shapes).lower(lowering_platforms=("tpu",))
+  assert lowered.as_text().count("tpu_custom_call") == 3
