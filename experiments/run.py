@@ -43,6 +43,9 @@ def main(argv):
   from rlvr_jax.parallel import multihost
   from rlvr_jax.training import loop
 
+  if not flags.FLAGS["verbosity"].present:
+    # Library INFO logs (orbax, grain) drown the one-line-per-step output; --verbosity=0 shows them.
+    logging.set_verbosity(logging.WARNING)
   if _CACHE.value:
     jax.config.update("jax_compilation_cache_dir", _CACHE.value)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

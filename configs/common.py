@@ -1,0 +1,169 @@
+"""Shared pieces of the run configs (no inheritance: each paper config calls `base()` and then sets
+every hyperparameter of its method explicitly, with the paper symbol and source in a comment).
+
+`base()` holds every key the trainer reads, with neutral defaults, so `--config.a.b=v` overrides
+work for all of them and a typo is an error (configs are loaded with lock_config=True).
+
+Notation (catalog.md 2.0): P prompts per step, G samples per prompt, mu PPO epochs, eps_lo/eps_hi
+clip range, c dual-clip constant, beta KL coefficient.
+"""
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+# The arithmetic alphabet of the char-level quickstart tokenizer: digits, operators, spacing and the
+# few letters of the prompt and answer tags.
+ARITHMETIC_ALPHABET = "0123456789+-*/=()., ?:<>\n" + "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def base() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.total_steps = 100  # RL steps (one rollout batch each)
+  c.export_hf = True  # write <workdir>/export with save_hf at the end
+
+  c.model = ml_collections.ConfigDict()
+  c.model.init = "preset"  # "preset" (random init of a ModelConfig preset) or "hf" (local checkpoint)
+  c.model.preset = "tiny_qwen2"
+  c.model.path = config_dict.placeholder(str)  # HF checkpoint directory for init="hf"
+  c.model.overrides = ml_collections.ConfigDict()  # ModelConfig field overrides for init="preset"
+  c.model.dtype = config_dict.placeholder(str)  # compute dtype (None: the preset's / checkpoint's)
+  c.model.param_dtype = config_dict.placeholder(str)
+  c.model.remat = config_dict.placeholder(bool)
+
+  c.tokenizer = ml_collections.ConfigDict()
+  c.tokenizer.kind = "pretrained"  # pretrained | char | bpe | sentencepiece
+  c.tokenizer.path = config_dict.placeholder(str)  # default: config.model.path
+  c.tokenizer.alphabet = config_dict.placeholder(str)  # for kind="char"
+  c.tokenizer.vocab_size = 512  # for trained bpe / sentencepiece
+  c.tokenizer.add_bos = False
+
+  c.data = ml_collections.ConfigDict()
+  c.data.train = ml_collections.ConfigDict(dict(source="reasoning_gym", name="chain_sum", size=10000,
+                                                seed=0, kwargs={}))
+  c.data.eval = config_dict.placeholder(ml_collections.ConfigDict)  # None: derived held-out split
+  c.data.template = "plain"  # plain | r1 | chat (rlvr_jax.data.TEMPLATES)
+  c.data.template_options = ml_collections.ConfigDict()
+  c.data.max_prompt_len = 256  # tokens; longer prompts are counted and skipped
+
+  c.rollout = ml_collections.ConfigDict()
+  c.rollout.prompts_per_step = 32  # P
+  c.rollout.num_samples = 8  # G
+  c.rollout.temperature = 1.0
+  c.rollout.top_p = 1.0
+  c.rollout.top_k = 0
+  c.rollout.min_p = 0.0
+  c.rollout.max_new_tokens = 256
+
+  c.reward = ml_collections.ConfigDict()
+  c.reward.terms = [dict(name="reasoning_gym", weight=1.0)]  # rlvr_jax.rewards.parse_spec format
+  c.reward.correctness = "reasoning_gym"  # reward whose value >= threshold means "correct"
+  c.reward.correctness_options = ml_collections.ConfigDict()
+  c.reward.threshold = 1.0
+  c.reward.answer_extractor = "auto"  # for maj@k voting (rlvr_jax.rewards.EXTRACTORS)
+
+  c.algo = ml_collections.ConfigDict()
+  c.algo.advantage = "grpo"  # rlvr_jax.algorithms.ADVANTAGES
+  c.algo.advantage_options = ml_collections.ConfigDict()
+  c.algo.loss = "ppo_clip"  # rlvr_jax.algorithms.POLICY_LOSSES
+  c.algo.clip_low = 0.2  # eps_lo
+  c.algo.clip_high = 0.2  # eps_hi
+  c.algo.dual_clip = config_dict.placeholder(float)  # c (None: off)
+  c.algo.agg_mode = "seq-mean-token-mean"
+  c.algo.norm_constant = config_dict.placeholder(float)  # Dr. GRPO constant (None: max length)
+  c.algo.kl_coef = 0.0  # beta
+  c.algo.kl_estimator = "k3"
+  c.algo.kl_in_reward = False  # subtract beta * KL from the reward instead of adding it to the loss
+  c.algo.entropy_coef = 0.0
+  c.algo.epochs = 1  # mu
+  c.algo.num_minibatches = 1  # optimizer steps per epoch
+  c.algo.micro_batch_size = 0  # rows per gradient-accumulation step (0: whole mini-batch)
+  c.algo.shuffle = True
+  c.algo.dynamic_sampling = False  # DAPO: drop zero-variance groups and resample
+  c.algo.max_gen_batches = 3  # DAPO: at most this many generation batches per step
+  c.algo.force_old_logprobs = False  # recompute old log-probs even when strictly on-policy
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "adamw"
+  c.optim.lr = 1e-6
+  c.optim.warmup_steps = 0  # optimizer steps
+  c.optim.schedule = "constant"  # constant | cosine | linear
+  c.optim.min_lr_ratio = 0.0
+  c.optim.weight_decay = 0.0
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.grad_clip = 1.0
+
+  c.sft = ml_collections.ConfigDict()
+  c.sft.steps = 0  # supervised warm-start steps before RL (0: none)
+  c.sft.batch_size = 64
+  c.sft.micro_batch_size = 0
+  c.sft.target = "{answer}"  # formatted with the example's fields, eos appended
+  c.sft.log_every = 100
+  c.sft.optim = ml_collections.ConfigDict(dict(name="adamw", lr=1e-3, warmup_steps=50,
+                                               schedule="cosine", min_lr_ratio=0.1,
+                                               weight_decay=0.0, b1=0.9, b2=0.99, eps=1e-8,
+                                               grad_clip=1.0))
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.size = 500  # held-out problems (0: no evaluation)
+  c.eval.before = True
+  c.eval.after = True
+  c.eval.num_samples = 8  # n for pass@k / maj@k
+  c.eval.temperature = 1.0
+  c.eval.top_p = 1.0
+  c.eval.ks = config_dict.placeholder(tuple)  # None: powers of two up to num_samples
+  c.eval.batch_size = 256  # rows per sampler call
+  c.eval.every = 0  # steps between quick greedy evals (0: off)
+  c.eval.every_size = 200
+
+  c.train = ml_collections.ConfigDict()
+  c.train.logprob_impl = config_dict.placeholder(str)  # None: best for the backend
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every = 50
+  c.checkpoint.max_to_keep = 2
+
+  c.log = ml_collections.ConfigDict()
+  c.log.progress_bar = False
+
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  c.sharding_rules = config_dict.placeholder(tuple)  # None: rlvr_jax.parallel.rules.DEFAULT_RULES
+  return c
+
+
+def tiny_model(c: ml_collections.ConfigDict, *, hidden: int = 64, layers: int = 2, heads: int = 4,
+               kv_heads: int = 2, mlp: int = 128) -> None:
+  """A tiny Qwen2-architecture model for CPU variants (vocab set from the tokenizer)."""
+  c.model.init = "preset"
+  c.model.preset = "tiny_qwen2"
+  c.model.overrides = ml_collections.ConfigDict(dict(
+      hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads,
+      head_dim=hidden // heads, intermediate_size=mlp))
+
+
+def cpu_variant(c: ml_collections.ConfigDict, *, steps: int = 2) -> ml_collections.ConfigDict:
+  """Shrinks a paper config to run on a laptop CPU in seconds: tiny char-level model, short
+  arithmetic task, few prompts. Algorithm settings are left as the paper's."""
+  tiny_model(c)
+  c.tokenizer.kind = "char"
+  c.tokenizer.alphabet = ARITHMETIC_ALPHABET
+  c.data.train = ml_collections.ConfigDict(dict(
+      source="reasoning_gym", name="chain_sum", size=2000, seed=0,
+      kwargs=dict(min_terms=2, max_terms=2, min_digits=1, max_digits=2)))
+  c.data.template = "plain"
+  c.data.template_options = ml_collections.ConfigDict(dict(format="{question}"))
+  c.data.max_prompt_len = 96
+  c.rollout.prompts_per_step = 4
+  c.rollout.num_samples = 4
+  c.rollout.max_new_tokens = 8
+  c.total_steps = steps
+  c.sft.steps = min(int(c.sft.steps), 2)
+  c.sft.batch_size = 8
+  c.eval.size = 0
+  c.checkpoint.every = 0
+  c.export_hf = False
+  c.optim.lr = 1e-4
+  return c

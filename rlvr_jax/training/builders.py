@@ -1,0 +1,208 @@
+"""Builders that turn config sections into objects: tokenizer, model, optimizer, loss spec.
+
+Each takes one config section (an ``ml_collections.ConfigDict`` or plain mapping) and fails with a
+ValueError naming the key at fault.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import optax
+from absl import logging
+from flax import nnx
+
+from rlvr_jax import models
+from rlvr_jax.training.step import LossSpec
+
+
+def _get(section: Any, key: str, default: Any = None) -> Any:
+  try:
+    value = section[key]
+  except (KeyError, AttributeError):
+    return default
+  return default if value is None else value
+
+
+# ------------------------------------------------------------------------------------------------
+# Tokenizer
+# ------------------------------------------------------------------------------------------------
+
+TOKENIZER_KINDS = ("pretrained", "char", "bpe", "sentencepiece")
+
+
+def build_tokenizer(cfg: Any, *, workdir: str, model_path: str | None,
+                    corpus: Callable[[], Iterable[str]]) -> models.Tokenizer:
+  """The run's tokenizer; trained ones are cached in ``<workdir>/tokenizer`` so resumes reuse it.
+
+  kinds: ``pretrained`` (``cfg.path``, else the model's HF directory), ``char`` (``cfg.alphabet``),
+  ``bpe`` / ``sentencepiece`` (trained on ``corpus()`` with ``cfg.vocab_size``).
+  """
+  kind = _get(cfg, "kind", "pretrained")
+  if kind not in TOKENIZER_KINDS:
+    raise ValueError(f"config.tokenizer.kind={kind!r}; choose one of {TOKENIZER_KINDS}")
+  cache = os.path.join(workdir, "tokenizer")
+  if kind == "pretrained":
+    path = _get(cfg, "path") or model_path
+    if not path:
+      raise ValueError("config.tokenizer.kind='pretrained' needs config.tokenizer.path or "
+                       "config.model.path (a directory with tokenizer.json or tokenizer.model)")
+    return models.Tokenizer.from_pretrained(path)
+  if os.path.isdir(cache):
+    return models.Tokenizer.from_pretrained(cache)
+  if kind == "char":
+    alphabet = _get(cfg, "alphabet")
+    if not alphabet:
+      raise ValueError("config.tokenizer.kind='char' needs config.tokenizer.alphabet (a string)")
+    tok = models.char_level(alphabet)
+  elif kind == "bpe":
+    tok = models.train_bpe(corpus(), int(_get(cfg, "vocab_size", 512)), eos_token="<|endoftext|>",
+                           pad_token="<|pad|>", special_tokens=("<|pad|>", "<|endoftext|>"))
+  else:
+    tok = models.train_sentencepiece(corpus(), int(_get(cfg, "vocab_size", 512)))
+  if jax.process_index() == 0:
+    tok.save(cache)
+  logging.info("tokenizer %s: vocab %d, pad %d, eos %s", kind, tok.vocab_size, tok.pad_id, tok.eos_ids)
+  return tok
+
+
+# ------------------------------------------------------------------------------------------------
+# Model
+# ------------------------------------------------------------------------------------------------
+
+
+def model_config(cfg: Any, vocab_size: int) -> models.ModelConfig:
+  """ModelConfig from ``config.model``: a preset plus overrides (``init='preset'``)."""
+  preset = _get(cfg, "preset", "tiny_qwen2")
+  if not hasattr(models.ModelConfig, preset):
+    raise ValueError(f"config.model.preset={preset!r} is not a ModelConfig preset")
+  mc = getattr(models.ModelConfig, preset)()
+  overrides = dict(_get(cfg, "overrides", {}) or {})
+  valid = set(mc.__dataclass_fields__)
+  unknown = sorted(set(overrides) - valid)
+  if unknown:
+    raise ValueError(f"config.model.overrides has unknown ModelConfig fields {unknown}")
+  if "vocab_size" not in overrides:
+    overrides["vocab_size"] = -(-vocab_size // 8) * 8  # round up: friendlier matmul shapes
+  for key in ("dtype", "param_dtype", "remat"):
+    if _get(cfg, key) is not None:
+      overrides[key] = cfg[key]
+  return mc.replace(**overrides)
+
+
+def build_model(cfg: Any, *, vocab_size: int, seed: int) -> tuple[nnx.Module, models.ModelConfig]:
+  """``init='preset'``: random init of a preset; ``init='hf'``: load ``cfg.path`` (safetensors)."""
+  init = _get(cfg, "init", "preset")
+  if init == "hf":
+    path = _get(cfg, "path")
+    if not path:
+      raise ValueError("config.model.init='hf' needs config.model.path (a local HF checkpoint dir)")
+    model, mc = models.load_hf(path, dtype=_get(cfg, "param_dtype", "float32"))
+    if mc.vocab_size < vocab_size:
+      raise ValueError(f"tokenizer has {vocab_size} ids but the checkpoint's vocab is {mc.vocab_size}")
+    overrides = {k: cfg[k] for k in ("dtype", "remat") if _get(cfg, k) is not None}
+    if overrides:  # same weights, another compute dtype / remat setting
+      mc = mc.replace(**overrides)
+      _, state = nnx.split(model)
+      graphdef = nnx.split(nnx.eval_shape(lambda: models.Transformer(mc, rngs=nnx.Rngs(0))))[0]
+      model = nnx.merge(graphdef, state)
+    return model, mc
+  if init != "preset":
+    raise ValueError(f"config.model.init={init!r}; choose 'preset' or 'hf'")
+  mc = model_config(cfg, vocab_size)
+  return init_model(mc, seed), mc
+
+
+def init_model(mc: models.ModelConfig, seed: int) -> nnx.Module:
+  """Random init inside one jit: one compile instead of one small one per parameter shape."""
+  graphdef = nnx.split(nnx.eval_shape(lambda: models.Transformer(mc, rngs=nnx.Rngs(0))))[0]
+  state = jax.jit(lambda: nnx.split(models.Transformer(mc, rngs=nnx.Rngs(seed)))[1])()
+  return nnx.merge(graphdef, state)
+
+
+# ------------------------------------------------------------------------------------------------
+# Optimizer
+# ------------------------------------------------------------------------------------------------
+
+
+def learning_rate_schedule(cfg: Any, total_steps: int) -> optax.Schedule:
+  lr = float(_get(cfg, "lr", 1e-6))
+  warmup = int(_get(cfg, "warmup_steps", 0))
+  kind = _get(cfg, "schedule", "constant")
+  if kind == "constant":
+    decay = optax.constant_schedule(lr)
+  elif kind == "cosine":
+    decay = optax.cosine_decay_schedule(lr, max(1, total_steps - warmup),
+                                        alpha=float(_get(cfg, "min_lr_ratio", 0.0)))
+  elif kind == "linear":
+    decay = optax.linear_schedule(lr, lr * float(_get(cfg, "min_lr_ratio", 0.0)),
+                                  max(1, total_steps - warmup))
+  else:
+    raise ValueError(f"config.optim.schedule={kind!r}; choose constant, cosine or linear")
+  if warmup <= 0:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
+
+
+def build_optimizer(cfg: Any, total_steps: int) -> optax.GradientTransformation:
+  """AdamW (or Adam / SGD) with warmup + schedule and global-norm clipping (``cfg.grad_clip``)."""
+  name = _get(cfg, "name", "adamw")
+  schedule = learning_rate_schedule(cfg, total_steps)
+  if name == "adamw":
+    opt = optax.adamw(schedule, b1=float(_get(cfg, "b1", 0.9)), b2=float(_get(cfg, "b2", 0.999)),
+                      eps=float(_get(cfg, "eps", 1e-8)),
+                      weight_decay=float(_get(cfg, "weight_decay", 0.0)))
+  elif name == "adam":
+    opt = optax.adam(schedule, b1=float(_get(cfg, "b1", 0.9)), b2=float(_get(cfg, "b2", 0.999)),
+                     eps=float(_get(cfg, "eps", 1e-8)))
+  elif name == "sgd":
+    opt = optax.sgd(schedule)
+  else:
+    raise ValueError(f"config.optim.name={name!r}; choose adamw, adam or sgd")
+  clip = _get(cfg, "grad_clip", 0.0)
+  if clip and float(clip) > 0:
+    opt = optax.chain(optax.clip_by_global_norm(float(clip)), opt)
+  return opt
+
+
+# ------------------------------------------------------------------------------------------------
+# Loss
+# ------------------------------------------------------------------------------------------------
+
+
+def loss_spec(algo: Any, *, temperature: float, logprob_impl: str | None,
+              on_policy: bool) -> LossSpec:
+  from rlvr_jax import algorithms
+  name = _get(algo, "loss", "ppo_clip")
+  if name not in algorithms.POLICY_LOSSES:
+    raise ValueError(f"config.algo.loss={name!r}; registered: {sorted(algorithms.POLICY_LOSSES)}")
+  agg = _get(algo, "agg_mode", "token-mean")
+  if agg not in algorithms.AGGREGATIONS:
+    raise ValueError(f"config.algo.agg_mode={agg!r}; registered: {sorted(algorithms.AGGREGATIONS)}")
+  kl_coef = float(_get(algo, "kl_coef", 0.0))
+  if kl_coef and _get(algo, "kl_in_reward", False):
+    kl_coef_loss = 0.0  # the KL is subtracted from the reward instead
+  else:
+    kl_coef_loss = kl_coef
+  return LossSpec(
+      loss=name, agg_mode=agg,
+      clip_low=_opt_float(_get(algo, "clip_low")), clip_high=_opt_float(_get(algo, "clip_high")),
+      dual_clip=_opt_float(_get(algo, "dual_clip")), kl_coef=kl_coef_loss,
+      kl_estimator=_get(algo, "kl_estimator", "k3"),
+      entropy_coef=float(_get(algo, "entropy_coef", 0.0)),
+      norm_constant=_opt_float(_get(algo, "norm_constant")), temperature=float(temperature),
+      logprob_impl=logprob_impl, on_policy=on_policy)
+
+
+def _opt_float(x):
+  return None if x is None else float(x)
+
+
+def count_params(params: Any) -> int:
+  return int(sum(x.size for x in jax.tree.leaves(params)))
+
+
+def zeros_like_tree(tree: Any) -> Any:
+  return jax.tree.map(jnp.zeros_like, tree)
