@@ -7,14 +7,15 @@ batch dimension may be sharded: every op here is row-wise except the "all rows d
 Shape of the computation, for P prompts left-padded to Tp tokens, G samples each, N new tokens:
 
 1. Prefill at batch P (the G-fold saving): ``Transformer.decode`` over the first Tp - 1 prompt
-   tokens writes their keys/values (its logits are unused, so XLA drops the [P, Tp, V] unembedding),
-   then a one-token ``decode`` of the last prompt token gives the next-token logits [P, V]. Splitting
-   the prefill this way keeps the vocabulary projection off the Tp - 1 positions nobody reads.
-2. Fan-out: the [L, P, Tp, K, H] prompt cache is repeated to P*G rows (samples of one prompt
-   adjacent) and extended by N - 1 empty slots for the generated tokens; the logits are repeated too.
-3. Token 0 is sampled, then a ``lax.while_loop`` runs ``decode`` one token at a time at batch P*G and
-   samples token t, until t = N or every row has emitted a stop id (early exit: one device-side
-   reduction per step, no host round trip).
+   columns writes their keys/values. Its logits are unused, so XLA drops the [P, Tp - 1, V]
+   unembedding (``decode`` has no "last position only" option).
+2. Fan-out: the [L, P, Tp - 1, K, H] prompt cache is repeated to P*G rows (samples of one prompt
+   adjacent) and extended by N slots.
+3. A ``lax.while_loop`` runs ``decode`` one token at a time at batch P*G: step 0 feeds the last
+   prompt column (every left-padded prompt's last real token; recomputing that one token G times
+   costs less than a second prefill program to compile) and samples new token 0, step t feeds token
+   t - 1 and samples token t, until t = N or every row has emitted a stop id (early exit: one
+   device-side reduction per step, no host round trip).
 
 The decode cache repeats the prompt KV G times. Keeping it at P rows and attending to it from P*G
 queries would save (G - 1) * Tp cache rows of memory and bandwidth, but ``Transformer.decode`` takes a
@@ -89,22 +90,24 @@ def _is_stop(tokens: Int[Array, "B"], eos_ids: tuple[int, ...]) -> Bool[Array, "
   return jnp.any(tokens[:, None] == jnp.asarray(eos_ids, jnp.int32)[None, :], axis=-1)
 
 
-def prefill(model, prompt_tokens: Int[Array, "P Tp"], prompt_mask: Bool[Array, "P Tp"]):
-  """Runs the prompts once; returns (next-token logits [P, V], cache with Tp slots, lengths [P]).
+def prefill(model, prompt_tokens: Int[Array, "P Tp"], prompt_mask: Bool[Array, "P Tp"]
+            ) -> tuple[dict[str, jax.Array], Int[Array, "P"]]:
+  """Writes the keys/values of all but the last prompt column; returns (cache [L, P, Tp - 1, K, H],
+  prompt lengths [P]).
 
-  The last column of a left-padded batch is every prompt's last real token, so it is fed separately
-  as a one-token step: the [P, Tp - 1, V] logits of the bulk call are dead code that XLA removes.
+  The logits of this call are unused, so XLA drops the [P, Tp - 1, V] unembedding. The last column
+  (every left-padded prompt's last real token) is fed by the first step of the decode loop instead,
+  which yields the logits of new token 0 without a second prefill program.
   """
   p, tp = prompt_tokens.shape
   mask = prompt_mask.astype(bool)
-  positions = jnp.maximum(jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1, 0)  # [P, Tp]
-  cache = model.init_cache(p, tp)
+  lengths = jnp.sum(mask, axis=1, dtype=jnp.int32)  # [P]
+  cache = model.init_cache(p, tp - 1)
   if tp > 1:
+    positions = jnp.maximum(jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1, 0)  # [P, Tp]
     _, cache = model.decode(prompt_tokens[:, :-1], positions=positions[:, :-1], cache=cache,
-                            cache_index=jnp.int32(0), kv_mask=mask)
-  logits, cache = model.decode(prompt_tokens[:, -1:], positions=positions[:, -1:], cache=cache,
-                               cache_index=jnp.int32(tp - 1), kv_mask=mask)
-  return logits[:, 0], cache, positions[:, -1] + 1  # [P, V], cache, [P]
+                            cache_index=jnp.int32(0), kv_mask=mask[:, :-1])
+  return cache, lengths
 
 
 def _fan_out(x: jax.Array, g: int, axis: int = 0) -> jax.Array:
@@ -133,39 +136,29 @@ def sample_padded(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: Int[A
   TRACE_COUNTS[config] += 1
   model = nnx.merge(graphdef, state)
   g, n = config.num_samples, config.max_new_tokens
-  sample = lambda logits, step: sample_tokens(
-      logits, row_keys(rng, step, logits.shape[0]), temperature=config.temperature, top_k=config.top_k,
-      top_p=config.top_p, min_p=config.min_p)
-
-  logits, prompt_cache, next_pos = prefill(model, prompt_tokens, prompt_mask)  # [P, V], ., [P]
-  logits, next_pos = _fan_out(logits, g), _fan_out(next_pos, g)  # [B, V], [B] with B = P*G
-  b = logits.shape[0]
-  tok0, logp0 = sample(logits, jnp.int32(0))  # [B], [B]
-  stopped = _is_stop(tok0, config.eos_ids)  # [B]
-  tokens = jnp.full((b, n), config.pad_id, jnp.int32).at[:, 0].set(tok0)  # [B, N]
-  logprobs = jnp.zeros((b, n), jnp.float32).at[:, 0].set(logp0)  # [B, N]
-  lengths = jnp.ones((b,), jnp.int32)
-  if n == 1:
-    return _outputs(tokens, lengths, logprobs, stopped, jnp.int32(1))
-
   tp = prompt_tokens.shape[1]
-  # Decode cache: the prompt KV of each prompt repeated G times, then N - 1 slots for new tokens
-  # (the N-th token is sampled but never fed back, so it needs no slot).
-  empty = model.init_cache(b, n - 1)
+  prompt_cache, prompt_len = prefill(model, prompt_tokens, prompt_mask)  # [L, P, Tp - 1, K, H], [P]
+  prompt_len = _fan_out(prompt_len, g)  # [B], B = P * G
+  b = prompt_len.shape[0]
+  # Decode cache: each prompt's KV repeated G times, then N slots: the last prompt token (fed at
+  # step 0) and new tokens 0..N-2 (token N-1 is sampled but never fed back, so it needs no slot).
+  empty = model.init_cache(b, n)
   cache = {name: jnp.concatenate([_fan_out(prompt_cache[name], g, axis=1), empty[name]], axis=2)
-           for name in ("k", "v")}  # [L, B, Tp + N - 1, K, H]
-  # Generated slots are always visible: causality in `decode` hides the ones not written yet.
-  kv_mask = jnp.concatenate([_fan_out(prompt_mask.astype(bool), g), jnp.ones((b, n - 1), bool)], axis=1)
+           for name in ("k", "v")}  # [L, B, Tp - 1 + N, K, H]
+  # Slots after the prompt are always visible: causality in `decode` hides those not written yet.
+  kv_mask = jnp.concatenate([_fan_out(prompt_mask[:, :-1].astype(bool), g), jnp.ones((b, n), bool)], axis=1)
 
   def cond(carry):
     t, _, _, _, _, _, stopped = carry
     return (t < n) & ~jnp.all(stopped)
 
   def body(carry):
+    # Step t feeds the previous token (the last prompt token when t = 0) and samples new token t.
     t, cache, prev, tokens, logprobs, lengths, stopped = carry
-    logits, cache = model.decode(prev[:, None], positions=(next_pos + t - 1)[:, None], cache=cache,
-                                 cache_index=tp + t - 1, kv_mask=kv_mask)  # [B, 1, V]
-    tok, logp = sample(logits[:, 0], t)  # [B], [B]
+    logits, cache = model.decode(prev[:, None], positions=(prompt_len - 1 + t)[:, None], cache=cache,
+                                 cache_index=tp - 1 + t, kv_mask=kv_mask)  # [B, 1, V]
+    tok, logp = sample_tokens(logits[:, 0], row_keys(rng, t, b), temperature=config.temperature,
+                              top_k=config.top_k, top_p=config.top_p, min_p=config.min_p)  # [B], [B]
     live = ~stopped  # rows still generating at step t
     tokens = lax.dynamic_update_slice(tokens, jnp.where(live, tok, config.pad_id)[:, None], (0, t))
     logprobs = lax.dynamic_update_slice(logprobs, jnp.where(live, logp, 0.0)[:, None], (0, t))
@@ -173,7 +166,8 @@ def sample_padded(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: Int[A
     stopped = stopped | (live & _is_stop(tok, config.eos_ids))
     return t + 1, cache, tok, tokens, logprobs, lengths, stopped
 
-  carry = (jnp.int32(1), cache, tok0, tokens, logprobs, lengths, stopped)
+  carry = (jnp.int32(0), cache, _fan_out(prompt_tokens[:, -1], g), jnp.full((b, n), config.pad_id, jnp.int32),
+           jnp.zeros((b, n), jnp.float32), jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool))
   t, _, _, tokens, logprobs, lengths, stopped = lax.while_loop(cond, body, carry)
   return _outputs(tokens, lengths, logprobs, stopped, t)
 

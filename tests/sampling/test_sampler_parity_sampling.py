@@ -54,18 +54,16 @@ def test_greedy_matches_transformers_generate(tmp_path):
   hf.save_pretrained(tmp_path)
   model, _ = load_hf(tmp_path)
   n = 10
-  free = generate(model, PROMPTS, max_new_tokens=n, temperature=0.0).tokens
-  eos = (_pick_eos(free), 254)
-
   tp = max(map(len, PROMPTS))
   ids = np.zeros((len(PROMPTS), tp), np.int64)
   mask = np.zeros_like(ids)
   for i, x in enumerate(PROMPTS):
     ids[i, tp - len(x):], mask[i, tp - len(x):] = x, 1
+  kw = dict(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), do_sample=False, max_new_tokens=n,
+            pad_token_id=0)
   with torch.no_grad():
-    out = hf.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), do_sample=False,
-                      max_new_tokens=n, eos_token_id=list(eos), pad_token_id=0, output_logits=True,
-                      return_dict_in_generate=True)
+    eos = (_pick_eos(hf.generate(**kw, eos_token_id=None)[:, tp:].numpy()), 254)
+    out = hf.generate(**kw, eos_token_id=list(eos), output_logits=True, return_dict_in_generate=True)
   want = out.sequences[:, tp:].numpy()  # [P, n_hf], HF stops when every row has stopped
   got = generate(model, PROMPTS, max_new_tokens=n, temperature=0.0, eos_ids=eos)
   np.testing.assert_array_equal(got.tokens[:, :want.shape[1]], want)
