@@ -223,6 +223,45 @@ def _put_fn(mesh, rules):
   return put
 
 
+def check_required(cfg: Any) -> None:
+  """Paths a config leaves to the user (placeholders) fail here, naming the flag to set."""
+  if cfg.model.get("init") == "hf" and not cfg.model.get("path"):
+    raise ValueError("config.model.init='hf' needs a local Hugging Face checkpoint directory: pass "
+                     "--config.model.path=/path/to/checkpoint")
+  sections = [("train", cfg.data.train, "path")]
+  if int(cfg.eval.size) > 0 and cfg.data.get("eval"):
+    sections.append(("eval", cfg.data.eval, "eval_path"))
+  for name, section, alias in sections:
+    if section.get("source") in ("jsonl", "parquet") and not section.get("path"):
+      # Paper configs expose the file as a short alias (config.data.path / data.eval_path).
+      flag = f"data.{alias}" if alias in cfg.data else f"data.{name}.path"
+      raise ValueError(f"config.data.{name}.path is not set: pass --config.{flag}=/path/to/local/"
+                       f"{section.get('source')} file")
+
+
+def build_inputs(cfg: Any, workdir: str):
+  """The run's training source, held-out examples, tokenizer, template and ``prompt_fn``.
+
+  Shared by ``run`` and ``experiments/eval.py`` so evaluation sees exactly the training prompts
+  and the same held-out split. Returns ``(train_source, eval_examples, tokenizer, template,
+  prompt_fn)``; ``eval_examples`` is empty when ``config.eval.size`` is 0.
+  """
+  check_required(cfg)
+  train_source = data_lib.make_source(cfg.data.train)
+  eval_examples = []
+  if int(cfg.eval.size) > 0:
+    eval_cfg = cfg.data.eval.to_dict() if cfg.data.get("eval") else None
+    eval_source = data_lib.make_eval_source(cfg.data.train, eval_config=eval_cfg,
+                                            size=int(cfg.eval.size), train_source=train_source)
+    eval_examples = [eval_source[i] for i in range(len(eval_source))]
+  tokenizer = builders.build_tokenizer(
+      cfg.tokenizer, workdir=workdir, model_path=cfg.model.get("path"),
+      corpus=lambda: _corpus(train_source, data_lib.make_template(
+          cfg.data.template, **dict(cfg.data.template_options or {})), cfg))
+  template, prompt_fn = _template_fn(cfg, tokenizer)
+  return train_source, eval_examples, tokenizer, template, prompt_fn
+
+
 def run(config: Any, workdir: str) -> dict:
   """Trains according to ``config``; returns the final eval summary (also in ``eval.json``)."""
   cfg = config
@@ -236,18 +275,11 @@ def run(config: Any, workdir: str) -> dict:
       f.write(cfg.to_json_best_effort(indent=2))
 
   # --- data, tokenizer, model -------------------------------------------------------------------
-  train_source = data_lib.make_source(cfg.data.train)
-  eval_examples = []
-  if int(cfg.eval.size) > 0:
-    eval_cfg = cfg.data.eval.to_dict() if cfg.data.get("eval") else None
-    eval_source = data_lib.make_eval_source(cfg.data.train, eval_config=eval_cfg,
-                                            size=int(cfg.eval.size), train_source=train_source)
-    eval_examples = [eval_source[i] for i in range(len(eval_source))]
-  tokenizer = builders.build_tokenizer(
-      cfg.tokenizer, workdir=workdir, model_path=cfg.model.get("path"),
-      corpus=lambda: _corpus(train_source, data_lib.make_template(
-          cfg.data.template, **dict(cfg.data.template_options or {})), cfg))
-  template, prompt_fn = _template_fn(cfg, tokenizer)
+  train_source, eval_examples, tokenizer, template, prompt_fn = build_inputs(cfg, workdir)
+  rows_skipped = int(getattr(train_source, "num_skipped", 0))
+  if rows_skipped:
+    say(f"data: {len(train_source)} examples from {train_source.name}; {rows_skipped} bad rows "
+        "skipped (see the warning above)")
   model, model_cfg = builders.build_model(cfg.model, vocab_size=tokenizer.vocab_size, seed=cfg.seed)
   graphdef, params = nnx.split(model)
   del model
@@ -302,7 +334,7 @@ def run(config: Any, workdir: str) -> dict:
               config_json=cfg.to_json_best_effort())
 
   # --- evaluation before RL ---------------------------------------------------------------------
-  eval_kwargs = _eval_kwargs(cfg, tokenizer, prompt_fn)
+  eval_kwargs = eval_options(cfg, tokenizer, prompt_fn)
   before_path = os.path.join(workdir, "eval_before.json")
   before = None
   if eval_examples and cfg.eval.before:
@@ -409,7 +441,8 @@ def run(config: Any, workdir: str) -> dict:
   writer.close()
 
   # --- evaluation after RL, plot, export ---------------------------------------------------------
-  summary: dict[str, Any] = {"steps": total_steps, "train_time_s": time.time() - t_start}
+  summary: dict[str, Any] = {"steps": total_steps, "train_time_s": time.time() - t_start,
+                             "data_rows_skipped": rows_skipped}
   if eval_examples and cfg.eval.after:
     after = evaluator.evaluate(nnx.merge(graphdef, params), tokenizer, eval_examples,
                                seed=cfg.seed, **eval_kwargs)
@@ -435,7 +468,8 @@ def run(config: Any, workdir: str) -> dict:
   return summary
 
 
-def _eval_kwargs(cfg: Any, tokenizer: Any, prompt_fn) -> dict:
+def eval_options(cfg: Any, tokenizer: Any, prompt_fn) -> dict:
+  """Keyword arguments of ``evaluator.evaluate`` from ``config.eval`` / ``config.reward``."""
   e = cfg.eval
   return dict(prompt_fn=prompt_fn, max_new_tokens=int(cfg.rollout.max_new_tokens),
               num_samples=int(e.num_samples), temperature=float(e.temperature),
