@@ -115,6 +115,23 @@ def build_model(cfg: Any, *, vocab_size: int, seed: int) -> tuple[nnx.Module, mo
   return init_model(mc, seed), mc
 
 
+def abstract_model(cfg: Any, *, vocab_size: int) -> tuple[nnx.Module, models.ModelConfig]:
+  """The model ``build_model`` would return, as shapes only (no weights read or initialised):
+  the restore target for a checkpoint of the run (``experiments/eval.py``)."""
+  if _get(cfg, "init", "preset") == "hf":
+    path = _get(cfg, "path")
+    if not path:
+      raise ValueError("config.model.init='hf' needs config.model.path (a local HF checkpoint dir)")
+    from rlvr_jax.models import hf  # pylint: disable=import-outside-toplevel
+    dtype = _get(cfg, "param_dtype", "float32")
+    mc = models.ModelConfig.from_hf_dict(hf.read_config(path), param_dtype=dtype, dtype=dtype)
+    overrides = {k: cfg[k] for k in ("dtype", "remat") if _get(cfg, k) is not None}
+    mc = mc.replace(**overrides) if overrides else mc
+  else:
+    mc = model_config(cfg, vocab_size)
+  return nnx.eval_shape(lambda: models.Transformer(mc, rngs=nnx.Rngs(0))), mc
+
+
 def init_model(mc: models.ModelConfig, seed: int) -> nnx.Module:
   """Random init inside one jit: one compile instead of one small one per parameter shape."""
   graphdef = nnx.split(nnx.eval_shape(lambda: models.Transformer(mc, rngs=nnx.Rngs(0))))[0]

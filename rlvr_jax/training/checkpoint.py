@@ -95,6 +95,17 @@ class Checkpointer:
     return {"params": out["params"], "opt_state": out["opt_state"], "data_state": _unjsonable(out["data"]),
             "rng": rng, "step": int(meta["step"]), "config": meta["config"], "extra": meta.get("extra", {})}
 
+  def restore_params(self, step: int | None, *, params: Any) -> tuple[Any, int]:
+    """Only the params of ``step`` (latest when None), for evaluation: ``params`` may be abstract
+    (``jax.ShapeDtypeStruct`` with shardings). Returns ``(params, step)``."""
+    if step is None:
+      step = self.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint found under {self.directory}")
+    out = self._manager.restore(
+        step, args=ocp.args.Composite(params=ocp.args.StandardRestore(_abstract(params))))
+    return out["params"], int(step)
+
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
