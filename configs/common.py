@@ -144,6 +144,32 @@ def tiny_model(c: ml_collections.ConfigDict, *, hidden: int = 64, layers: int = 
       head_dim=hidden // heads, intermediate_size=mlp))
 
 
+def hf_checkpoint(c: ml_collections.ConfigDict) -> None:
+  """Full-size paper variants: weights and tokenizer from a local Hugging Face checkpoint directory
+  given on the command line (--config.model.path; the run stops with a message naming that flag
+  while it is unset), prompts rendered with the checkpoint's own chat template."""
+  c.model.init = "hf"
+  c.model.path = None
+  c.tokenizer.kind = "pretrained"  # tokenizer.json / chat template of config.model.path
+  c.data.template = "chat"
+
+
+def local_files(c: ml_collections.ConfigDict, *, source: str = "jsonl",
+                answer_format: str = "auto", question_key: str | None = None,
+                answer_key: str | None = None) -> None:
+  """Training and held-out rows from local files named on the command line: --config.data.path
+  and --config.data.eval_path (FieldReferences into data.train.path and data.eval.path, so the
+  short flags are enough). Formats: rlvr_jax.data.rows (gsm8k, math, plain)."""
+  c.data.path = config_dict.placeholder(str)  # training file(s), glob allowed
+  c.data.eval_path = config_dict.placeholder(str)  # held-out file(s), e.g. the paper's test set
+  fields = dict(source=source, answer_format=answer_format, question_key=question_key,
+                answer_key=answer_key)
+  c.data.train = ml_collections.ConfigDict(fields)
+  c.data.train.path = c.data.get_ref("path")
+  c.data.eval = ml_collections.ConfigDict(fields)
+  c.data.eval.path = c.data.get_ref("eval_path")
+
+
 def cpu_variant(c: ml_collections.ConfigDict, *, steps: int = 2) -> ml_collections.ConfigDict:
   """Shrinks a paper config to run on a laptop CPU in seconds: tiny char-level model, short
   arithmetic task, few prompts. Algorithm settings are left as the paper's."""
@@ -153,6 +179,7 @@ def cpu_variant(c: ml_collections.ConfigDict, *, steps: int = 2) -> ml_collectio
   c.data.train = ml_collections.ConfigDict(dict(
       source="reasoning_gym", name="chain_sum", size=2000, seed=0,
       kwargs=dict(min_terms=2, max_terms=2, min_digits=1, max_digits=2)))
+  c.data.eval = None  # the derived reasoning-gym held-out split
   c.data.template = "plain"
   c.data.template_options = ml_collections.ConfigDict(dict(format="{question}"))
   c.data.max_prompt_len = 96
