@@ -22,6 +22,8 @@ Contracts other modules build on:
   keys/values go to slots [cache_index, cache_index + T) (cache_index a traced int32 scalar); the query
   in slot cache_index + t attends to slots s <= cache_index + t with ``kv_mask[b, s]`` True. Each step
   attends over all S slots (masked), so one compiled step serves every cache_index.
+- Activations are tagged with logical names too (``rlvr_jax.parallel.constraints.constrain``: residual
+  stream, q/k/v, MLP hidden, logits, KV cache); the tags only act inside ``constraints.use_mesh``.
 - Every ``nnx.Param`` carries logical axis names in its ``out_sharding`` metadata (stored with
   ``eager_sharding=False``, so building a model needs no mesh); ``logical_axes(model)`` returns them as
   a tree shaped like ``nnx.state(model, nnx.Param)``. Names: vocab, embed, q_heads, kv_heads,
@@ -42,6 +44,15 @@ from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
 from rlvr_jax.models.config import ModelConfig
+from rlvr_jax.parallel.constraints import constrain
+
+# Logical axis names of the main activations (no-ops without a mesh; see rlvr_jax.parallel).
+_BTD = ("batch", "length", "embed")  # residual stream
+_BTNH = ("batch", "length", "q_heads", "head_dim")  # queries, attention output
+_BTKH = ("batch", "length", "kv_heads", "head_dim")  # keys, values
+_BTF = ("batch", "length", "mlp")  # MLP hidden
+_BTV = ("batch", "length", "vocab")  # logits
+_CACHE = ("layer", "batch", "length", "kv_heads", "head_dim")  # KV cache [L, B, S, K, H]
 
 _NEG = -0.7 * float(np.finfo(np.float32).max)  # finite "minus infinity": exp() underflows to 0
 
@@ -187,7 +198,8 @@ class Attention(nnx.Module):
       v = v + self.v_bias[...].astype(dt)
     if self.q_norm is not None:
       q, k = self.q_norm(q), self.k_norm(k)
-    return apply_rope(q, sin, cos), apply_rope(k, sin, cos), v
+    q, k = apply_rope(q, sin, cos), apply_rope(k, sin, cos)
+    return constrain(q, _BTNH), constrain(k, _BTKH), constrain(v, _BTKH)
 
   def output(self, attn: Float[Array, "B T N H"]) -> Float[Array, "B T D"]:
     y = jnp.einsum("BTNH,NHD->BTD", attn, self.o[...].astype(attn.dtype))
@@ -207,7 +219,8 @@ class MLP(nnx.Module):
     dt = x.dtype
     gate = jnp.einsum("BTD,DF->BTF", x, self.gate[...].astype(dt))
     up = jnp.einsum("BTD,DF->BTF", x, self.up[...].astype(dt))
-    return jnp.einsum("BTF,FD->BTD", jax.nn.silu(gate) * up, self.down[...].astype(dt))
+    hidden = constrain(jax.nn.silu(gate) * up, _BTF)
+    return jnp.einsum("BTF,FD->BTD", hidden, self.down[...].astype(dt))
 
 
 class Block(nnx.Module):
@@ -225,12 +238,12 @@ class Block(nnx.Module):
     if cache is not None:
       k_all, v_all, layer, index = cache
       start = (layer, 0, index, 0, 0)
-      k_all = lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype), start)
-      v_all = lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype), start)
+      k_all = constrain(lax.dynamic_update_slice(k_all, k[None].astype(k_all.dtype), start), _CACHE)
+      v_all = constrain(lax.dynamic_update_slice(v_all, v[None].astype(v_all.dtype), start), _CACHE)
       k, v = k_all[layer].astype(x.dtype), v_all[layer].astype(x.dtype)  # [B, S, K, H]
       cache = (k_all, v_all)
-    x = x + self.attn.output(attend(q, k, v, mask))
-    x = x + self.mlp(self.post_attn_norm(x))
+    x = constrain(x + self.attn.output(constrain(attend(q, k, v, mask), _BTNH)), _BTD)
+    x = constrain(x + self.mlp(self.post_attn_norm(x)), _BTD)
     return x, cache
 
 
@@ -254,7 +267,7 @@ class Transformer(nnx.Module):
   # -- helpers ----------------------------------------------------------------------------------
 
   def _embed(self, tokens: Int[Array, "B T"]) -> Float[Array, "B T D"]:
-    return jnp.take(self.embed[...], tokens, axis=0).astype(self.config.dtype)
+    return constrain(jnp.take(self.embed[...], tokens, axis=0).astype(self.config.dtype), _BTD)
 
   def _check_tokens(self, tokens) -> None:
     if tokens.ndim != 2:
@@ -266,7 +279,8 @@ class Transformer(nnx.Module):
     return w.astype(self.config.dtype)
 
   def logits_from_hidden(self, hidden: Float[Array, "B T D"]) -> Float[Array, "B T V"]:
-    return jnp.einsum("BTD,DV->BTV", hidden, self.unembed_weight(), preferred_element_type=jnp.float32)
+    logits = jnp.einsum("BTD,DV->BTV", hidden, self.unembed_weight(), preferred_element_type=jnp.float32)
+    return constrain(logits, _BTV)
 
   # -- full-sequence forward --------------------------------------------------------------------
 
@@ -301,7 +315,7 @@ class Transformer(nnx.Module):
     c = self.config
     shape = (c.num_layers, batch_size, max_len, c.num_kv_heads, c.head_dim)
     dtype = c.dtype if dtype is None else dtype
-    return dict(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype))
+    return dict(k=constrain(jnp.zeros(shape, dtype), _CACHE), v=constrain(jnp.zeros(shape, dtype), _CACHE))
 
   def decode(self, tokens: Int[Array, "B T"], *, positions: Int[Array, "B T"], cache: dict[str, jax.Array],
              cache_index: Int[Array, ""], kv_mask: Bool[Array, "B S"]

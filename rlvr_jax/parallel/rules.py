@@ -2,8 +2,9 @@
 
 A rule list is a sequence of ``(logical_name, mesh_axes)`` where mesh_axes is None (replicate), a
 mesh axis name, or a tuple of names. The first rule naming a logical axis wins. Logical names used
-by the model (``rlvr_jax.models.transformer``): vocab, embed, q_heads, kv_heads, head_dim, mlp,
-norm; by activations and batches: batch, length.
+by the model's parameters (``rlvr_jax.models.transformer``): vocab, embed, q_heads, kv_heads,
+head_dim, mlp, norm; by its activations (``constraints.constrain``) and the batches: batch, length,
+embed, q_heads, kv_heads, head_dim, mlp, vocab, and layer (the KV cache's leading axis).
 
 The defaults give FSDP over ``fsdp`` (parameters split along the model dimension), Megatron-style
 tensor parallelism over ``tensor`` (heads, MLP hidden and vocab split), and data parallelism over
@@ -12,6 +13,7 @@ rules serve a data-only mesh.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 from jax.sharding import Mesh, PartitionSpec
@@ -26,6 +28,7 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ("head_dim", None),
     ("norm", None),
     ("length", None),
+    ("layer", None),
 )
 
 
@@ -58,16 +61,15 @@ def mesh_axes_for(name: str | None, rules: Sequence[tuple[str, Any]]) -> tuple[s
 def logical_to_spec(names: Sequence[str | None], shape: Sequence[int] | None,
                     rules: Sequence[tuple[str, Any]], mesh: Mesh) -> PartitionSpec:
   """PartitionSpec for one array. A mesh axis is used at most once per array; a dimension that
-  its mesh axes do not divide is replicated (so odd head counts or tiny test shapes still run)."""
+  its mesh axes do not divide keeps the longest prefix of them that does divide it (e.g. a batch of
+  2 on ("data", "fsdp") = (2, 4) is split over data only), or is replicated (so odd head counts or
+  tiny test shapes still run)."""
   used: set[str] = set()
   spec = []
   for i, name in enumerate(names):
     axes = [a for a in mesh_axes_for(name, rules) if a in mesh.shape and a not in used]
-    size = 1
-    for a in axes:
-      size *= mesh.shape[a]
-    if axes and shape is not None and shape[i] % size:
-      axes = []
+    while axes and shape is not None and shape[i] % math.prod(mesh.shape[a] for a in axes):
+      axes = axes[:-1]
     used.update(axes)
     spec.append(None if not axes else axes[0] if len(axes) == 1 else tuple(axes))
   return PartitionSpec(*spec)
