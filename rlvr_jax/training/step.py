@@ -33,6 +33,7 @@ from jaxtyping import Array, Float, Int
 
 from rlvr_jax import algorithms
 from rlvr_jax import kernels
+from rlvr_jax.parallel.constraints import constrain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +69,23 @@ def response_logprobs(model: nnx.Module, tokens: Int[Array, "B T"], positions: I
 
 
 def _split_micro(batch: dict[str, Array], num_micro: int) -> dict[str, Array]:
+  """[B, ...] -> [num_micro, B / num_micro, ...] with micro-batch k = rows k, k + num_micro, ...
+
+  Strided, not contiguous: a batch sharded over devices in contiguous row blocks then gives every
+  device an equal slice of every micro-batch (no resharding, all devices busy in each scan step).
+  The loss uses global counts, so which rows share a micro-batch does not change the result.
+  """
   def one(x):
     if x.shape[0] % num_micro:
       raise ValueError(f"mini-batch of {x.shape[0]} rows does not split into {num_micro} micro-batches")
-    return x.reshape((num_micro, x.shape[0] // num_micro) + x.shape[1:])
+    x = x.reshape((x.shape[0] // num_micro, num_micro) + x.shape[1:]).swapaxes(0, 1)
+    return constrain(x, (None, "batch") + (None,) * (x.ndim - 2))
   return {k: one(v) for k, v in batch.items()}
+
+
+def _merge_micro(x: Array) -> Array:
+  """Inverse of `_split_micro` for one array: [num_micro, B / num_micro, ...] -> [B, ...]."""
+  return x.swapaxes(0, 1).reshape((-1,) + x.shape[2:])
 
 
 def _combine(acc: dict[str, Array], new: dict[str, Array]) -> dict[str, Array]:
@@ -192,7 +205,7 @@ def batch_logprobs(params: nnx.State, batch: dict[str, Array], *, graphdef: nnx.
                              temperature=temperature, impl=impl)
 
   logp, ent = jax.lax.map(one, micro)  # [num_micro, B / num_micro, Tn]
-  return logp.reshape(-1, logp.shape[-1]), ent.reshape(-1, ent.shape[-1])
+  return _merge_micro(logp), _merge_micro(ent)
 
 
 def sft_loss_fn(params: nnx.State, micro: dict[str, Array], *, graphdef: nnx.GraphDef,
