@@ -119,6 +119,8 @@ def aggregate(
     raise ValueError(f"unknown agg_mode {agg_mode!r}; choose one of {sorted(AGGREGATIONS)}")
   if loss.shape != mask.shape:
     raise ValueError(f"loss {loss.shape} and mask {mask.shape} must have the same [N, T] shape")
+  # Sum in at least float32: bf16 sums over thousands of tokens lose the low bits.
+  loss = loss.astype(jnp.promote_types(loss.dtype, jnp.float32))
   mask = mask.astype(loss.dtype)
   local = global_normalizers(mask)
   if global_tokens is None:

@@ -12,6 +12,11 @@ crashed worker breaks every pending future. Here each worker is a process with i
 * the pool is created lazily, reused across calls (``get_pool``), its workers are fresh
   interpreters (forking a process that runs JAX is unsafe), and it is terminated at exit.
 
+Workers exit when the parent closes their pipe (at exit, or when it dies); one stuck in C code when
+the parent is SIGKILLed lingers until that call returns. (``PR_SET_PDEATHSIG`` would fix that but
+fires when the *thread* that started the worker exits, which would kill workers of a pool created
+from a short-lived thread.)
+
 Tasks are ``(fn, args)`` with ``fn`` a module-level (picklable) function. Each result is a
 ``(status, value)`` pair with status ``ok`` / ``error`` / ``timeout`` / ``crash``.
 """

@@ -88,3 +88,24 @@ def test_reasoning_gym_reward_uses_the_task_scorer():
   assert data.score_answer(rows[0]["answer"], data[0]) == 1.0 and data.score_answer(wrong, data[0]) == 0.0
   with pytest.raises(rewards.RewardConfigError, match="example 0 names no reasoning-gym task"):
     rewards.compute_rewards(["reasoning_gym"], ["x"], [{"question": "q", "answer": "1"}], group_size=1)
+
+
+def test_shared_pool_shuts_down_at_interpreter_exit(tmp_path):
+  import os
+  import subprocess
+  import sys
+
+  script = (
+      "from rlvr_jax.rewards import get_pool\n"
+      "from tests.rewards import pool_task_helpers as h\n"
+      "pool = get_pool('exit_test', num_workers=1)\n"
+      "assert pool.map(h.add, [(1, 2)], timeout=30) == [('ok', 3)]\n"
+      "print(pool._workers[0].process.pid)\n"
+  )
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = {**os.environ, "PYTHONPATH": repo}
+  done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env, cwd=repo)
+  assert done.returncode == 0, done.stderr
+  worker_pid = int(done.stdout.strip().splitlines()[-1])
+  # The atexit handler stopped and reaped the worker: no process is left behind.
+  assert not os.path.exists(f"/proc/{worker_pid}")
