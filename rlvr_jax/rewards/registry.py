@@ -9,7 +9,8 @@ A reward function scores N = P * G completions (samples of one prompt adjacent):
 optionally ``metadata`` (dict) and ``task`` (reasoning-gym dataset name). A NaN score marks an item
 that failed (error or timeout inside the function): ``compute_rewards`` turns it into 0 and counts
 it. ``compute_rewards`` also passes the context keywords ``group_size``, ``token_stats``,
-``lengths`` and ``max_len`` to every function whose signature names them (or takes ``**kwargs``).
+``lengths`` and ``max_len`` to every function whose signature names them (or takes ``**kwargs``),
+unless the term's options set them. Options a function does not accept are a ``RewardConfigError``.
 A function raises ``RewardConfigError`` for setup mistakes (missing context or options), which
 propagate; any other exception while scoring costs that term a zero score and a counted failure.
 """
@@ -55,11 +56,20 @@ def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
   return wrap
 
 
-def _context_for(fn: RewardFn, context: Mapping[str, Any]) -> dict[str, Any]:
+def _call_kwargs(fn: RewardFn, label: str, options: Mapping[str, Any], context: Mapping[str, Any]):
+  """The term's options plus the context keywords its signature accepts (options win)."""
   params = inspect.signature(fn).parameters
-  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-    return dict(context)
-  return {k: v for k, v in context.items() if k in params}
+  takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+  unknown = [k for k in options if k not in params and not takes_any]
+  if unknown:
+    # A typo in an option would otherwise surface as a TypeError, i.e. a silently zeroed reward.
+    accepted = [k for k in params if k not in ("completions", "examples")]
+    raise RewardConfigError(f"reward {label!r} got unknown options {unknown}; it accepts {accepted}")
+  kwargs = dict(options)
+  for key, value in context.items():
+    if key not in kwargs and (takes_any or key in params):
+      kwargs[key] = value
+  return kwargs
 
 
 def parse_spec(spec) -> list[dict[str, Any]]:
@@ -167,10 +177,9 @@ def compute_rewards(
   metrics: dict[str, float] = {}
   for term in parse_spec(spec):
     fn, label = REWARDS[term["name"]], term["label"]
+    kwargs = _call_kwargs(fn, label, term["options"], context)
     try:
-      out = _as_output(
-          fn(completions, examples, **term["options"], **_context_for(fn, context)), n, label
-      )
+      out = _as_output(fn(completions, examples, **kwargs), n, label)
     except RewardConfigError:
       raise
     except Exception as e:  # pylint: disable=broad-except

@@ -271,3 +271,24 @@ def test_clipping_bounds_the_ratio_term(log_ratio, adv):
   clipped = ((a > 0) & (rho > 1 + eps_hi)) | ((a < 0) & (rho < 1 - eps_lo)) | ((a < 0) & (rho > c))
   np.testing.assert_allclose(grad[clipped], 0.0, atol=1e-7)
   np.testing.assert_allclose(grad[~clipped], (-a * rho)[~clipped], rtol=1e-5, atol=1e-6)
+
+
+def test_per_token_advantages_hook():
+  # [N, T] advantages that repeat the [N] value give the same loss; a token-level estimator's
+  # output (REINFORCE++ on KL-in-reward token rewards) plugs in directly.
+  logp = jnp.log(jnp.array([[0.5, 0.25, 0.5], [0.125, 0.5, 0.5]]))
+  old = logp - 0.1
+  mask = jnp.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+  adv = jnp.array([1.0, -0.5])
+  seq, _ = _loss("ppo_clip", logp, old, adv, mask)
+  tok, _ = _loss("ppo_clip", logp, old, jnp.broadcast_to(adv[:, None], (2, 3)), mask)
+  np.testing.assert_allclose(tok, seq, rtol=1e-6)
+  # Hand value: rho = e^0.1 = 1.105 < 1.2 for every token, so loss = -mean_t(A_t rho).
+  np.testing.assert_allclose(seq, -math.exp(0.1) * (2 * 1.0 + 3 * -0.5) / 5, rtol=1e-6)
+  token_rewards = alg.kl_in_reward(jnp.array([1.0, 0.0]), old, old - 0.2, mask, kl_coef=0.1)
+  token_adv = alg.token_advantages("reinforce_pp", token_rewards, mask)
+  log_ratio = jnp.array([[0.1, 0.05, 0.0], [0.0, 0.15, -0.1]])  # all inside the clip range
+  loss, _ = _loss("ppo_clip", logp, logp - log_ratio, token_adv, mask)
+  want = -np.sum(np.asarray(token_adv) * np.exp(np.asarray(log_ratio)) * np.asarray(mask)) / 5
+  assert abs(want) > 1e-3
+  np.testing.assert_allclose(loss, want, rtol=1e-5)

@@ -78,6 +78,12 @@ def test_overlong_penalty_dapo_numbers():
       ["x"] * 5, [{}] * 5, group_size=1, lengths=lengths, max_len=20480,
   )
   np.testing.assert_allclose(scores, 0.5 * np.array(want))
+  # Options override the context keywords (here max_len).
+  scores, _ = compute_rewards(
+      [{"name": "overlong", "options": {"buffer_len": 4096, "max_len": 18432}}],
+      ["x"] * 2, [{}] * 2, group_size=1, lengths=np.array([14336, 16384]), max_len=20480,
+  )
+  np.testing.assert_allclose(scores, [0.0, -0.5])
   with pytest.raises(RewardConfigError, match="needs lengths"):
     compute_rewards(["overlong"], ["x"], [{}], group_size=1)
 
@@ -204,6 +210,8 @@ def test_spec_forms_labels_and_token_rewards():
     compute_rewards(["exactmatch"], completions, examples, group_size=1)
   with pytest.raises(ValueError, match="unknown keys"):
     compute_rewards([{"name": "exact_match", "wieght": 1}], completions, examples, group_size=1)
+  with pytest.raises(RewardConfigError, match=r"unknown options \['extractor'\]"):
+    compute_rewards([{"name": "exact_match", "options": {"extractor": "boxed"}}], completions, examples, group_size=1)
   with pytest.raises(ValueError, match="got 2 completions but 1 examples"):
     compute_rewards(["exact_match"], completions, examples[:1], group_size=1)
   # Per-token scores and extra metrics flow through with the term's weight.
