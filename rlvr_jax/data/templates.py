@@ -1,6 +1,7 @@
 """Prompt templates: question text -> prompt string, selected by name from ``TEMPLATES``.
 
-* ``plain``: a format string with one ``{question}`` field (default: the bare question).
+* ``plain``: a format string with one ``{question}`` field (default: the bare question), optionally
+  after removing a fixed ``strip_prefix`` from the question.
 * ``r1``: the DeepSeek-R1-Zero training template (DeepSeek-AI, 2025, arXiv:2501.12948, Table 1): the
   model reasons inside ``<think></think>`` and answers inside ``<answer></answer>``.
 * ``chat``: a single user turn (plus an optional system turn) rendered by a tokenizer's
@@ -37,9 +38,17 @@ def _check_format(fmt: str, template: str) -> None:
                          f"{{question}} (found {sorted(fields)}); write literal braces as {{{{ }}}}")
 
 
-def plain_template(question: str, *, format: str = "{question}") -> str:  # pylint: disable=redefined-builtin
-    """``format.format(question=question)``: braces inside the question are left alone."""
+def plain_template(question: str, *, format: str = "{question}",  # pylint: disable=redefined-builtin
+                   strip_prefix: str = "") -> str:
+    """``format.format(question=question)``: braces inside the question are left alone.
+
+    ``strip_prefix`` removes a fixed instruction that every question of a task starts with (e.g.
+    reasoning-gym's "State the final answer to the following arithmetic problem: "), which a tiny
+    character-level model would otherwise spend most of its sequence length on.
+    """
     _check_format(format, "plain")
+    if strip_prefix and question.startswith(strip_prefix):
+        question = question[len(strip_prefix):]
     return format.format(question=question)
 
 

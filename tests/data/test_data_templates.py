@@ -16,6 +16,13 @@ def test_plain_template():
         templates.make_template("plain", format="no field")
 
 
+def test_plain_template_strip_prefix():
+    prefix = "State the final answer to the following arithmetic problem: "
+    fn = templates.make_template("plain", format="{question}", strip_prefix=prefix)
+    assert fn(prefix + "42 - 25 =") == "42 - 25 ="
+    assert fn("7 + 1 =") == "7 + 1 ="  # questions without the prefix are left alone
+
+
 def test_r1_template_matches_paper_wording():
     prompt = templates.render_prompt("r1", QUESTION)
     assert prompt.startswith("A conversation between User and Assistant.")
