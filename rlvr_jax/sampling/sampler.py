@@ -36,6 +36,7 @@ from flax import nnx
 from jax import lax
 from jaxtyping import Array, Bool, Int
 
+from rlvr_jax.parallel.constraints import constrain
 from rlvr_jax.sampling.processing import row_keys, sample_tokens
 
 FINISH_STOP = 0  # the row emitted one of the stop ids (included in its tokens and length)
@@ -44,6 +45,13 @@ FINISH_LENGTH = 1  # the row reached max_new_tokens without a stop id
 # How many times `sample_padded` has been traced per SamplerConfig: a cheap recompile guard for tests
 # and for the trainer's own sanity checks (a Python side effect runs once per trace, not per call).
 TRACE_COUNTS: collections.Counter = collections.Counter()
+
+# Logical axis names of the sampler's own arrays. They only act inside
+# ``rlvr_jax.parallel.constraints.use_mesh`` and keep the fanned-out rows on the device that
+# prefilled their prompt (the model tags the cache the same way inside ``decode``).
+_CACHE = ("layer", "batch", "length", "kv_heads", "head_dim")
+_ROWS = ("batch",)
+_ROWS_T = ("batch", None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,10 +151,11 @@ def sample_padded(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: Int[A
   # Decode cache: each prompt's KV repeated G times, then N slots: the last prompt token (fed at
   # step 0) and new tokens 0..N-2 (token N-1 is sampled but never fed back, so it needs no slot).
   empty = model.init_cache(b, n)
-  cache = {name: jnp.concatenate([_fan_out(prompt_cache[name], g, axis=1), empty[name]], axis=2)
-           for name in ("k", "v")}  # [L, B, Tp - 1 + N, K, H]
+  cache = {name: constrain(jnp.concatenate([_fan_out(prompt_cache[name], g, axis=1), empty[name]], axis=2),
+                            _CACHE) for name in ("k", "v")}  # [L, B, Tp - 1 + N, K, H]
   # Slots after the prompt are always visible: causality in `decode` hides those not written yet.
   kv_mask = jnp.concatenate([_fan_out(prompt_mask[:, :-1].astype(bool), g), jnp.ones((b, n), bool)], axis=1)
+  kv_mask, prompt_len = constrain(kv_mask, _ROWS_T), constrain(prompt_len, _ROWS)
 
   def cond(carry):
     t, _, _, _, _, _, stopped = carry
@@ -166,8 +175,10 @@ def sample_padded(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: Int[A
     stopped = stopped | (live & _is_stop(tok, config.eos_ids))
     return t + 1, cache, tok, tokens, logprobs, lengths, stopped
 
-  carry = (jnp.int32(0), cache, _fan_out(prompt_tokens[:, -1], g), jnp.full((b, n), config.pad_id, jnp.int32),
-           jnp.zeros((b, n), jnp.float32), jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool))
+  carry = (jnp.int32(0), cache, constrain(_fan_out(prompt_tokens[:, -1], g), _ROWS),
+           constrain(jnp.full((b, n), config.pad_id, jnp.int32), _ROWS_T),
+           constrain(jnp.zeros((b, n), jnp.float32), _ROWS_T), constrain(jnp.zeros((b,), jnp.int32), _ROWS),
+           constrain(jnp.zeros((b,), bool), _ROWS))
   t, _, _, tokens, logprobs, lengths, stopped = lax.while_loop(cond, body, carry)
   return _outputs(tokens, lengths, logprobs, stopped, t)
 
