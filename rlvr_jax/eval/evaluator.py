@@ -34,11 +34,14 @@ def score(completions: Sequence[str], examples: Sequence[Mapping], *, reward: st
   return np.nan_to_num(values, nan=0.0) >= threshold - 1e-6  # NaN marks a failed item: incorrect
 
 
-def generate_all(model: Any, prompts: Sequence[Sequence[int]], *, batch_size: int, **kwargs):
-  """``sampling.generate`` over a long prompt list in batches; concatenated numpy fields."""
+def generate_all(model: Any, prompts: Sequence[Sequence[int]], *, batch_size: int,
+                 generate_fn: Callable | None = None, **kwargs):
+  """``sampling.generate`` (or ``generate_fn``, same signature) over a long prompt list in batches;
+  concatenated numpy fields."""
+  generate_fn = generate_fn or sampling.generate
   toks, lens = [], []
   for start in range(0, len(prompts), batch_size):
-    out = sampling.generate(model, list(prompts[start:start + batch_size]), **kwargs)
+    out = generate_fn(model, list(prompts[start:start + batch_size]), **kwargs)
     toks.append(np.asarray(out.tokens))
     lens.append(np.asarray(out.lengths))
   width = max(t.shape[1] for t in toks)
@@ -52,16 +55,18 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Mapping], *,
              ks: Sequence[int] | None = None, reward: str = "reasoning_gym",
              reward_options: Mapping[str, Any] | None = None, threshold: float = 1.0,
              answer_extractor: str = "auto", batch_size: int = 64, seed: int = 0,
-             greedy: bool = True) -> dict:
+             greedy: bool = True, generate_fn: Callable | None = None) -> dict:
   """Greedy accuracy and pass@k / maj@k (k up to ``num_samples``) on ``examples``.
 
   ``prompt_fn(example) -> token ids`` applies the run's template and tokenizer, so evaluation sees
-  exactly the training prompt format.
+  exactly the training prompt format. ``generate_fn`` replaces ``sampling.generate`` (the RL loop
+  passes ``parallel.MeshSampler.generate`` to sample under its mesh).
   """
   t0 = time.time()
   prompts = [prompt_fn(ex) for ex in examples]
   eos = tuple(tokenizer.eos_ids)
-  gen = dict(max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=tokenizer.pad_id)
+  gen = dict(max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=tokenizer.pad_id,
+             generate_fn=generate_fn)
   result: dict[str, Any] = {}
   greedy_correct = None
   if greedy:

@@ -126,3 +126,13 @@ def global_array(value: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Arra
   process; each process copies only the slices its own devices hold."""
   value = np.asarray(value)
   return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
+def put_tree(tree: Any, shardings: Any) -> Any:
+  """``jax.device_put(tree, shardings)`` that also works across processes (where every process holds
+  the same host values, e.g. a model initialised from the same seed or loaded from one file)."""
+  if jax.process_count() == 1:
+    return jax.device_put(tree, shardings)
+  # ``shardings`` may be a prefix of ``tree`` (one sharding per nnx.Variable node): map over it.
+  return jax.tree.map(
+      lambda s, sub: jax.tree.map(lambda x: global_array(np.asarray(x), s), sub), shardings, tree)

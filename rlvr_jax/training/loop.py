@@ -37,8 +37,10 @@ from rlvr_jax import models
 from rlvr_jax import rewards as rewards_lib
 from rlvr_jax import sampling
 from rlvr_jax.eval import evaluator
+from rlvr_jax.parallel import constraints
 from rlvr_jax.parallel import mesh as mesh_lib
 from rlvr_jax.parallel import multihost
+from rlvr_jax.parallel import sampler as parallel_sampler
 from rlvr_jax.training import batch as batch_lib
 from rlvr_jax.training import builders, checkpoint, metrics as metrics_lib, sft
 from rlvr_jax.training import step as step_lib
@@ -71,10 +73,18 @@ class _StopFlag:
 # ------------------------------------------------------------------------------------------------
 
 class Rollout:
-  """Samples groups, scores them, and applies dynamic sampling; host-side numpy results."""
+  """Samples groups, scores them, and applies dynamic sampling; host-side numpy results.
 
-  def __init__(self, cfg: Any, *, tokenizer: Any, prompt_fn, reward_spec, graphdef):
+  Multi-process: each process reads its own prompts; they are gathered so that every process holds
+  the same global prompt batch, which ``sampler`` (a ``parallel.MeshSampler``) samples as one SPMD
+  program over the mesh. Each process scores only the groups of its own prompts, and the rewards
+  are gathered again: every host decision (dynamic sampling, shuffles, metrics) then sees the same
+  global data on every process, so processes cannot diverge.
+  """
+
+  def __init__(self, cfg: Any, *, tokenizer: Any, prompt_fn, reward_spec, graphdef, sampler=None):
     self.cfg = cfg
+    self.sampler = sampler
     self.tok = tokenizer
     self.prompt_fn = prompt_fn
     self.spec = reward_spec
@@ -98,41 +108,61 @@ class Rollout:
 
   def _sample(self, params, prompts, seed: int):
     r = self.cfg.rollout
-    model = nnx.merge(self.graphdef, params)
-    return sampling.generate(
-        model, prompts, max_new_tokens=self.max_new, num_samples=self.group,
-        temperature=float(r.temperature), top_p=float(r.top_p), top_k=int(r.top_k),
-        min_p=float(r.min_p), eos_ids=tuple(self.tok.eos_ids), seed=seed, pad_id=self.tok.pad_id)
+    options = dict(max_new_tokens=self.max_new, num_samples=self.group,
+                   temperature=float(r.temperature), top_p=float(r.top_p), top_k=int(r.top_k),
+                   min_p=float(r.min_p), eos_ids=tuple(self.tok.eos_ids), seed=seed,
+                   pad_id=self.tok.pad_id)
+    if self.sampler is not None:
+      return self.sampler.generate(params, prompts, **options)
+    return sampling.generate(nnx.merge(self.graphdef, params), prompts, **options)
+
+  def _score_own(self, examples, tokens, lengths, counters) -> list[dict]:
+    """Rewards of this process's prompts (global prompt j * S + i is local example j), shared with
+    every process: one JSON-able dict per process."""
+    g = self.group
+    own = (multihost.own_rows(tokens.shape[0] // g)[:, None] * g + np.arange(g)).reshape(-1)
+    texts = evaluator.decode_completions(self.tok, tokens[own], lengths[own])
+    rep = [ex for ex in examples for _ in range(g)]
+    rewards, rmetrics = rewards_lib.compute_rewards(
+        self.spec, texts, rep, group_size=g, lengths=lengths[own], max_len=self.max_new)
+    correct = self._correct(texts, rep)
+    mine = {"rewards": np.asarray(rewards, np.float32).reshape(-1, g).tolist(),
+            "correct": np.asarray(correct, bool).reshape(-1, g).tolist(),
+            "metrics": rmetrics, "counters": dict(counters)}
+    return multihost.allgather_object(mine)
 
   def collect(self, params, it, rng: np.random.Generator, num_prompts: int) -> dict:
     g = self.group
     dynamic = bool(self.cfg.algo.dynamic_sampling)
     max_batches = int(self.cfg.algo.max_gen_batches) if dynamic else 1
     counters: dict[str, float] = {}
+    global_counters: dict[str, float] = {}
     kept: list[dict] = []      # groups with reward variance (or all groups without dynamic sampling)
     dropped: list[dict] = []   # zero-variance groups (only kept as filler, masked out)
     sampled_groups = zero_groups = 0
     reward_metrics: list[dict] = []
     gen_tokens = 0
     batches = 0
+    num_local = num_prompts // jax.process_count()
     while batches < max_batches and len(kept) < num_prompts:
       batches += 1
-      examples, prompts = self._prompts(it, num_prompts, counters)
+      examples, local_prompts = self._prompts(it, num_local, counters)
+      prompts = multihost.gather_rows(local_prompts)  # the global batch, the same on every process
       out = self._sample(params, prompts, seed=int(rng.integers(2**31 - 1)))
       tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
       finish = np.asarray(out.finish_reason)
       gen_tokens += int(lengths.sum())
-      texts = evaluator.decode_completions(self.tok, tokens, lengths)
-      rep = [ex for ex in examples for _ in range(g)]
-      rewards, rmetrics = rewards_lib.compute_rewards(
-          self.spec, texts, rep, group_size=g, lengths=lengths, max_len=self.max_new)
-      reward_metrics.append(rmetrics)
-      correct = self._correct(texts, rep)
-      for p in range(len(examples)):
+      scored = self._score_own(examples, tokens, lengths, counters)
+      reward_metrics.append(_mean_dicts([s["metrics"] for s in scored]))
+      rewards = np.asarray(multihost.interleave([s["rewards"] for s in scored]), np.float32)
+      correct = np.asarray(multihost.interleave([s["correct"] for s in scored]), bool)
+      global_counters = _sum_dicts([s["counters"] for s in scored])
+      for p in range(len(prompts)):
         sl = slice(p * g, (p + 1) * g)
-        group = {"example": examples[p], "prompt": prompts[p], "tokens": tokens[sl],
-                 "lengths": lengths[sl], "rewards": np.asarray(rewards[sl], np.float32),
-                 "correct": correct[sl], "finish": finish[sl]}
+        own = p % jax.process_count() == jax.process_index()
+        group = {"example": examples[p // jax.process_count()] if own else None,
+                 "prompt": prompts[p], "tokens": tokens[sl], "lengths": lengths[sl],
+                 "rewards": rewards[p], "correct": correct[p], "finish": finish[sl]}
         sampled_groups += 1
         degenerate = float(np.ptp(group["rewards"])) == 0.0
         zero_groups += int(degenerate)
@@ -148,7 +178,7 @@ class Rollout:
       raise RuntimeError(f"rollout collected {len(groups)} groups for {num_prompts} prompts")
     stats = {"gen_batches": batches, "zero_adv_group_frac": zero_groups / max(sampled_groups, 1),
              "valid_group_frac": len(valid) / num_prompts, "gen_tokens": gen_tokens}
-    stats.update(counters)
+    stats.update(global_counters)
     stats.update(_mean_dicts(reward_metrics))
     return {"groups": groups, "stats": stats}
 
@@ -159,6 +189,10 @@ class Rollout:
     return evaluator.score(texts, examples, reward=r.correctness,
                            reward_options=dict(r.correctness_options or {}),
                            threshold=float(r.threshold))
+
+
+def _sum_dicts(dicts: Sequence[Mapping[str, float]]) -> dict[str, float]:
+  return {k: float(sum(d.get(k, 0) for d in dicts)) for k in sorted({k for d in dicts for k in d})}
 
 
 def _mean_dicts(dicts: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -217,8 +251,9 @@ def _needs_ref(cfg) -> bool:
 
 
 def _put_fn(mesh, rules):
+  # Batches are global host arrays (the same on every process); each process copies its shards.
   def put(batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-    return {k: jax.device_put(v, mesh_lib.batch_sharding(mesh, v.ndim, rules, v.shape[0]))
+    return {k: multihost.global_array(v, mesh_lib.batch_sharding(mesh, v.ndim, rules, v.shape[0]))
             for k, v in batch.items()}
   return put
 
@@ -262,8 +297,12 @@ def build_inputs(cfg: Any, workdir: str):
   return train_source, eval_examples, tokenizer, template, prompt_fn
 
 
-def run(config: Any, workdir: str) -> dict:
-  """Trains according to ``config``; returns the final eval summary (also in ``eval.json``)."""
+def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> dict:
+  """Trains according to ``config``; returns the final eval summary (also in ``eval.json``).
+
+  ``devices``: the devices of the mesh (default: all, which a multi-process run needs); tests pass
+  a subset to compare meshes within one process.
+  """
   cfg = config
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -275,7 +314,11 @@ def run(config: Any, workdir: str) -> dict:
       f.write(cfg.to_json_best_effort(indent=2))
 
   # --- data, tokenizer, model -------------------------------------------------------------------
+  if not primary:  # process 0 trains and caches the tokenizer first; the others then load it
+    multihost.barrier("rlvr_jax:tokenizer")
   train_source, eval_examples, tokenizer, template, prompt_fn = build_inputs(cfg, workdir)
+  if primary:
+    multihost.barrier("rlvr_jax:tokenizer")
   rows_skipped = int(getattr(train_source, "num_skipped", 0))
   if rows_skipped:
     say(f"data: {len(train_source)} examples from {train_source.name}; {rows_skipped} bad rows "
@@ -283,22 +326,26 @@ def run(config: Any, workdir: str) -> dict:
   model, model_cfg = builders.build_model(cfg.model, vocab_size=tokenizer.vocab_size, seed=cfg.seed)
   graphdef, params = nnx.split(model)
   del model
-  mesh = mesh_lib.make_mesh(dict(cfg.mesh))
+  mesh = mesh_lib.make_mesh(dict(cfg.mesh), devices)
   rules = cfg.get("sharding_rules")
   shardings = mesh_lib.param_shardings(params, models.logical_axes(nnx.merge(graphdef, params)),
                                        mesh, rules)
-  params = jax.device_put(params, shardings)
+  params = multihost.put_tree(params, shardings)
   put_batch = _put_fn(mesh, rules)
+  # Rollouts and evaluation sample under the mesh with explicit shardings (data-parallel prompts).
+  sampler = parallel_sampler.MeshSampler(mesh, rules, graphdef, shardings, model_cfg)
   say(f"model {model_cfg.family}: {builders.count_params(params) / 1e6:.2f}M params, vocab "
       f"{model_cfg.vocab_size}; tokenizer vocab {tokenizer.vocab_size}; mesh {dict(mesh.shape)}")
   impl = cfg.train.get("logprob_impl")
 
   # --- warm start -------------------------------------------------------------------------------
   if int(cfg.sft.steps) > 0:
-    params, sft_info = sft.warm_start(
-        params, graphdef=graphdef, cfg=cfg.sft, source=train_source, tokenizer=tokenizer,
-        prompt_fn=prompt_fn, workdir=workdir, seed=cfg.seed, logprob_impl=impl, put_batch=put_batch,
-        param_shardings=shardings, replicated=mesh_lib.replicated(mesh), log=say)
+    with constraints.use_mesh(mesh, rules):
+      params, sft_info = sft.warm_start(
+          params, graphdef=graphdef, cfg=cfg.sft, source=train_source, tokenizer=tokenizer,
+          prompt_fn=prompt_fn, workdir=workdir, seed=cfg.seed, logprob_impl=impl,
+          put_batch=put_batch, param_shardings=shardings, replicated=mesh_lib.replicated(mesh),
+          log=say)
     if not sft_info.get("cached"):
       say(f"sft: {sft_info['steps']} steps in {sft_info['time_s']:.1f}s, final loss "
           f"{sft_info['final_loss']:.4f}")
@@ -312,9 +359,14 @@ def run(config: Any, workdir: str) -> dict:
   tx = builders.build_optimizer(cfg.optim, total_steps * epochs * num_mb)
   opt_shardings = step_lib.state_shardings(params, shardings, tx, mesh_lib.replicated(mesh))
   opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
-  rl_update = step_lib.jit_update(step_lib.rl_update, param_shardings=shardings,
-                                  opt_shardings=opt_shardings)
-  p_local = int(cfg.rollout.prompts_per_step) // jax.process_count()
+  rl_update = constraints.under_mesh(step_lib.jit_update(
+      step_lib.rl_update, param_shardings=shardings, opt_shardings=opt_shardings), mesh, rules)
+  batch_logprobs = constraints.under_mesh(step_lib.batch_logprobs, mesh, rules)
+  num_prompts = int(cfg.rollout.prompts_per_step)
+  if num_prompts % jax.process_count():
+    raise ValueError(f"config.rollout.prompts_per_step={num_prompts} must be a multiple of the "
+                     f"number of processes ({jax.process_count()}): each loads an equal share")
+  p_local = num_prompts // jax.process_count()
   it = data_lib.make_prompt_iterator(train_source, batch_size=p_local, seed=cfg.seed,
                                      shard_index=jax.process_index(),
                                      shard_count=jax.process_count())
@@ -334,7 +386,7 @@ def run(config: Any, workdir: str) -> dict:
               config_json=cfg.to_json_best_effort())
 
   # --- evaluation before RL ---------------------------------------------------------------------
-  eval_kwargs = eval_options(cfg, tokenizer, prompt_fn)
+  eval_kwargs = dict(eval_options(cfg, tokenizer, prompt_fn), generate_fn=sampler.generate)
   before_path = os.path.join(workdir, "eval_before.json")
   before = None
   if eval_examples and cfg.eval.before:
@@ -351,7 +403,8 @@ def run(config: Any, workdir: str) -> dict:
 
   # --- RL steps ---------------------------------------------------------------------------------
   rollout = Rollout(cfg, tokenizer=tokenizer, prompt_fn=prompt_fn,
-                    reward_spec=rewards_lib.parse_spec(cfg.reward.terms), graphdef=graphdef)
+                    reward_spec=rewards_lib.parse_spec(cfg.reward.terms), graphdef=graphdef,
+                    sampler=sampler)
   on_policy = epochs == 1 and num_mb == 1 and not algo.get("force_old_logprobs", False)
   spec = builders.loss_spec(algo, temperature=float(cfg.rollout.temperature), logprob_impl=impl,
                             on_policy=on_policy)
@@ -365,7 +418,7 @@ def run(config: Any, workdir: str) -> dict:
   for step in range(start, total_steps):
     t0 = time.time()
     host_rng = np.random.default_rng([cfg.seed, step])
-    collected = rollout.collect(params, it, host_rng, p_local)
+    collected = rollout.collect(params, it, host_rng, num_prompts)
     groups = collected["groups"]
     t_roll = time.time() - t0
 
@@ -381,14 +434,15 @@ def run(config: Any, workdir: str) -> dict:
     logp_kwargs = dict(graphdef=graphdef, temperature=spec.temperature, impl=impl,
                        num_micro=max(1, n_rows // micro))
     old_logp = ref_logp = None
+    # Log-probs come back to the host (the full global batch on every process), like the rows.
     if need_old:
-      old_logp, _ = step_lib.batch_logprobs(params, device_rows, **logp_kwargs)
+      old_logp = multihost.to_host(batch_logprobs(params, device_rows, **logp_kwargs)[0])
     if ref_params is not None:
-      ref_logp, _ = step_lib.batch_logprobs(ref_params, device_rows, **logp_kwargs)
+      ref_logp = multihost.to_host(batch_logprobs(ref_params, device_rows, **logp_kwargs)[0])
     scores = jnp.asarray(rewards.reshape(-1))
     if ref_params is not None and algo.kl_in_reward:
       scores = algorithms.sequence_reward_minus_kl(
-          scores, old_logp, ref_logp, device_rows["mask"], kl_coef=float(algo.kl_coef),
+          scores, old_logp, ref_logp, rows["mask"], kl_coef=float(algo.kl_coef),
           kl_estimator=algo.kl_estimator)
     adv = algorithms.compute_advantages(algo.advantage, scores.reshape(-1, g),
                                         **dict(algo.advantage_options or {}))
@@ -460,9 +514,12 @@ def run(config: Any, workdir: str) -> dict:
     jsonl = os.path.join(workdir, "metrics.jsonl")
     if os.path.exists(jsonl) and os.path.getsize(jsonl):
       metrics_lib.plot_metrics(jsonl, os.path.join(workdir, "metrics.png"))
+  # Every process takes part in gathering sharded params; process 0 writes them.
+  export_params = multihost.to_host(params) if cfg.export_hf and jax.process_count() > 1 else params
+  if primary:
     if cfg.export_hf:
       export = os.path.join(workdir, "export")
-      models.save_hf(nnx.merge(graphdef, params), model_cfg, export)
+      models.save_hf(nnx.merge(graphdef, export_params), model_cfg, export)
       tokenizer.save(export)
       say(f"exported policy to {export}")
   return summary

@@ -18,6 +18,7 @@ from absl import logging
 from flax import nnx
 
 from rlvr_jax import data as data_lib
+from rlvr_jax.parallel import multihost
 from rlvr_jax.training import batch as batch_lib
 from rlvr_jax.training import builders, step as step_lib
 
@@ -53,8 +54,12 @@ def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: A
   opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
   update = step_lib.jit_update(step_lib.sft_update, param_shardings=param_shardings,
                                opt_shardings=opt_shardings)
-  it = data_lib.make_prompt_iterator(source, batch_size=int(cfg.batch_size), seed=seed + 1,
-                                     shard_index=jax.process_index(),
+  # Each process reads 1/S of the batch; the gathered global batch is the one a single process reads.
+  if int(cfg.batch_size) % jax.process_count():
+    raise ValueError(f"config.sft.batch_size={cfg.batch_size} must be a multiple of the number of "
+                     f"processes ({jax.process_count()})")
+  it = data_lib.make_prompt_iterator(source, batch_size=int(cfg.batch_size) // jax.process_count(),
+                                     seed=seed + 1, shard_index=jax.process_index(),
                                      shard_count=jax.process_count())
   eos = list(tokenizer.eos_ids[:1])
   micro = int(cfg.get("micro_batch_size", 0) or cfg.batch_size)
@@ -67,6 +72,9 @@ def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: A
     examples = next(it)
     prompts = [prompt_fn(ex) for ex in examples]
     targets = [tokenizer.encode(format_target(cfg.target, ex)) + eos for ex in examples]
+    if jax.process_count() > 1:
+      pairs = multihost.gather_rows([[p, t] for p, t in zip(prompts, targets)])
+      prompts, targets = [p for p, _ in pairs], [t for _, t in pairs]
     batch = batch_lib.supervised_batch(
         prompts, targets, pad_id=tokenizer.pad_id,
         prompt_len=batch_lib.bucket(max(map(len, prompts))),
