@@ -7,7 +7,8 @@ Contracts the RL trainer codes against:
   ``tokens`` int32 [P*G, max_new_tokens] (samples of one prompt adjacent, ``pad_id`` after the end),
   ``lengths`` int32 [P*G] (a stop id, when emitted, is included in the length and in tokens),
   ``logprobs`` float32 [P*G, max_new_tokens] (under the sampling distribution; 0 after the end),
-  ``finish_reason`` int8 [P*G] (``FINISH_STOP`` = 0, ``FINISH_LENGTH`` = 1).
+  ``finish_reason`` int8 [P*G] (``FINISH_STOP`` = 0, ``FINISH_LENGTH`` = 1), ``num_steps`` (decode
+  steps run: fewer than max_new_tokens when every row stopped early).
 - ``sample_padded(graphdef, state, prompt_tokens [P, Tp] int32 left padded, prompt_mask [P, Tp] bool,
   rng, config: SamplerConfig) -> dict`` of device arrays (the same fields plus ``num_steps``): the
   jittable core (static: graphdef, config). No host callbacks, no Python loop over tokens, no device

@@ -37,6 +37,8 @@ class SampleResult:
     the log-prob under the unfiltered model at temperature 1.
   finish_reason: int8 [P*G], ``FINISH_STOP`` (0) or ``FINISH_LENGTH`` (1).
   num_samples: G.
+  num_steps: decode steps the device ran (the longest row's length: fewer than max_new_tokens when
+    every row stopped early), or None when the producer did not record it.
   """
 
   tokens: np.ndarray
@@ -44,6 +46,7 @@ class SampleResult:
   logprobs: np.ndarray
   finish_reason: np.ndarray
   num_samples: int
+  num_steps: int | None = None
 
   FINISH_STOP = FINISH_STOP
   FINISH_LENGTH = FINISH_LENGTH
@@ -140,4 +143,5 @@ def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, nu
   out = jax.device_get(out)
   return SampleResult(tokens=np.asarray(out["tokens"][:keep]), lengths=np.asarray(out["lengths"][:keep]),
                       logprobs=np.asarray(out["logprobs"][:keep]),
-                      finish_reason=np.asarray(out["finish_reason"][:keep]), num_samples=num_samples)
+                      finish_reason=np.asarray(out["finish_reason"][:keep]), num_samples=num_samples,
+                      num_steps=int(out["num_steps"]))

@@ -33,6 +33,7 @@ def test_greedy_matches_naive_full_recompute():
   np.testing.assert_array_equal(got.lengths[::2], want_len)
   stopped = want_len < n
   assert stopped.any() and not stopped.all()
+  assert got.num_steps == n  # one row runs to the end
   np.testing.assert_array_equal(got.finish_reason[::2], np.where(stopped, FINISH_STOP, FINISH_LENGTH))
   for row, length in zip(got.tokens[::2], want_len):
     assert (row[length:] == 0).all()
@@ -108,19 +109,23 @@ def test_bucketed_shapes_do_not_recompile():
   np.testing.assert_array_equal(a.logprobs, b.logprobs[:4])
 
 
-def test_sample_padded_inside_user_jit_with_one_new_token():
+def test_sample_padded_inside_user_jit_exits_early():
   model = tiny_model()
   graphdef, state = nnx.split(model)
-  config = SamplerConfig(max_new_tokens=1, num_samples=3, temperature=0.0)
+  # Every id is a stop id: all rows stop at their first token and the loop must exit after one step.
+  config = SamplerConfig(max_new_tokens=4, num_samples=3, temperature=0.0, eos_ids=tuple(range(256)), pad_id=9)
 
   @jax.jit
   def step(state, tokens, mask, rng):  # the trainer's own jit around the core
     return sample_padded(graphdef, state, tokens, mask, rng, config)
 
   tokens = jnp.asarray([[0, 0, 5, 17, 3], [30, 31, 32, 33, 34]], jnp.int32)
-  mask = tokens > 0
-  out = step(state, tokens, mask, jax.random.key(0))
+  out = jax.device_get(step(state, tokens, tokens > 0, jax.random.key(0)))
   ref = generate(model, [[5, 17, 3], [30, 31, 32, 33, 34]], max_new_tokens=1, temperature=0.0)
-  np.testing.assert_array_equal(np.asarray(out["tokens"])[::3], ref.tokens)
-  assert out["tokens"].shape == (6, 1) and int(out["num_steps"]) == 1
-  np.testing.assert_array_equal(np.asarray(out["finish_reason"]), FINISH_LENGTH)
+  assert ref.num_steps == 1 and (ref.finish_reason == FINISH_LENGTH).all()
+  assert out["tokens"].shape == (6, 4) and int(out["num_steps"]) == 1
+  np.testing.assert_array_equal(out["tokens"][::3, :1], ref.tokens)
+  np.testing.assert_array_equal(out["tokens"][:, 1:], 9)
+  np.testing.assert_array_equal(out["lengths"], 1)
+  np.testing.assert_array_equal(out["finish_reason"], FINISH_STOP)
+  np.testing.assert_allclose(out["logprobs"][::3, 0], ref.logprobs[:, 0], atol=1e-5, rtol=0)
