@@ -1,0 +1,211 @@
+r"""Held-out evaluation of a run or a checkpoint: greedy accuracy, unbiased pass@k and maj@k.
+
+  python -m experiments.eval --workdir /runs/grpo                 # latest checkpoint of the run
+  python -m experiments.eval --workdir /runs/grpo --step 200 --num_samples 64
+  python -m experiments.eval --checkpoint /runs/grpo/export       # exported / any HF checkpoint
+  python -m experiments.eval --checkpoint /models/Qwen2.5-0.5B-Instruct \
+      --config configs/grpo_qwen2p5_0p5b_gsm8k.py --config.data.path=... --config.data.eval_path=...
+
+The held-out set, prompt template, tokenizer, correctness reward and sampling settings are the
+run's (``<workdir>/config.json``; for ``--checkpoint`` alone, the ``config.json`` of the
+checkpoint's parent run directory; ``--config`` overrides both), built by the same
+``loop.build_inputs`` the trainer uses, so the problems and prompts are exactly those of the run's
+own before/after evaluation. pass@k uses the unbiased estimator (Chen et al. 2021) for k = 1, 2,
+4, ... up to n = ``--num_samples``; maj@k votes over extracted answers.
+
+Writes ``<out>/eval_<tag>.json`` (``<out>``: ``--workdir``, else the run directory holding the
+checkpoint, else the checkpoint directory) and prints a table.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+DEFAULT_SIZE = 200
+
+
+def _read_config(path: str):
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def resolve(workdir: str | None, checkpoint: str | None, config=None):
+  """(config, output directory) for the given flags; raises ValueError naming what is missing."""
+  if not workdir and not checkpoint:
+    raise ValueError("pass --workdir (a run directory) or --checkpoint (an HF checkpoint dir)")
+  for name, path in (("--workdir", workdir), ("--checkpoint", checkpoint)):
+    if path and not os.path.isdir(path):
+      raise ValueError(f"{name}={path!r} is not a directory")
+  run_dir = workdir or os.path.dirname(os.path.abspath(checkpoint))  # <run>/export -> <run>
+  found = os.path.join(run_dir, "config.json")
+  if config is None:
+    if not os.path.isfile(found):
+      raise ValueError(f"no run config at {found}; pass --config configs/<name>.py[:arg]")
+    config = _read_config(found)
+  out = workdir or (run_dir if os.path.isfile(found) else checkpoint)
+  return config, os.path.abspath(out)
+
+
+def apply_overrides(cfg, *, checkpoint=None, size=None, num_samples=None, temperature=None,
+                    top_p=None, batch_size=None) -> None:
+  """Points the config at ``checkpoint`` and applies the evaluation flags (in place)."""
+  if checkpoint:
+    cfg.model.init = "hf"
+    cfg.model.path = os.path.abspath(checkpoint)
+    cfg.tokenizer.kind = "pretrained"  # exports carry their tokenizer (tokenizer.save)
+    cfg.tokenizer.path = os.path.abspath(checkpoint)
+  if size is not None:
+    cfg.eval.size = int(size)
+  elif int(cfg.eval.size) <= 0:
+    print(f"the run evaluated no held-out problems (config.eval.size=0); using {DEFAULT_SIZE}")
+    cfg.eval.size = DEFAULT_SIZE
+  if num_samples is not None:
+    cfg.eval.num_samples = int(num_samples)
+  if temperature is not None:
+    cfg.eval.temperature = float(temperature)
+  if top_p is not None:
+    cfg.eval.top_p = float(top_p)
+  if batch_size is not None:
+    cfg.eval.batch_size = int(batch_size)
+
+
+def load_policy(cfg, *, workdir: str | None, checkpoint: str | None, step: int | None,
+                vocab_size: int):
+  """(model, description, step) with the params of the checkpoint to evaluate, sharded as the
+  trainer shards them (``config.mesh``)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  from rlvr_jax import models  # pylint: disable=import-outside-toplevel
+  from rlvr_jax.parallel import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+  from rlvr_jax.training import builders, checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
+
+  mesh = mesh_lib.make_mesh(dict(cfg.mesh))
+  rules = cfg.get("sharding_rules")
+  if checkpoint:
+    model, _ = builders.build_model(cfg.model, vocab_size=vocab_size, seed=int(cfg.seed))
+    graphdef, params = nnx.split(model)
+    shardings = mesh_lib.param_shardings(params, models.logical_axes(model), mesh, rules)
+    return nnx.merge(graphdef, jax.device_put(params, shardings)), checkpoint, None
+  abstract, _ = builders.abstract_model(cfg.model, vocab_size=vocab_size)
+  graphdef, state = nnx.split(abstract)
+  shardings = mesh_lib.param_shardings(state, models.logical_axes(abstract), mesh, rules)
+  # shardings has one NamedSharding per nnx.Variable, in the order of the state's leaves.
+  leaves, treedef = jax.tree.flatten(state)
+  target = treedef.unflatten([jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s)
+                              for x, s in zip(leaves, jax.tree.leaves(shardings), strict=True)])
+  directory = os.path.join(workdir, "checkpoints")
+  ckpt = ckpt_lib.Checkpointer(directory)
+  if ckpt.latest_step() is None:
+    ckpt.close()
+    raise FileNotFoundError(f"no checkpoint under {directory}; evaluate an export with "
+                            f"--checkpoint {os.path.join(workdir, 'export')}")
+  params, step = ckpt.restore_params(step, params=target)
+  ckpt.close()
+  return nnx.merge(graphdef, params), f"{directory}/{step}", step
+
+
+def evaluate(cfg, *, workdir: str | None = None, checkpoint: str | None = None,
+             step: int | None = None, tag: str | None = None, out_dir: str) -> dict:
+  """Runs the evaluation and writes ``<out_dir>/eval_<tag>.json``; returns its contents."""
+  from rlvr_jax.eval import evaluator  # pylint: disable=import-outside-toplevel
+  from rlvr_jax.training import loop  # pylint: disable=import-outside-toplevel
+
+  t0 = time.time()
+  # The run directory holds trained tokenizers (char / bpe / sentencepiece) in <workdir>/tokenizer.
+  _, examples, tokenizer, _, prompt_fn = loop.build_inputs(cfg, workdir or out_dir)
+  model, source, step = load_policy(cfg, workdir=workdir, checkpoint=checkpoint, step=step,
+                                    vocab_size=tokenizer.vocab_size)
+  result = evaluator.evaluate(model, tokenizer, examples, seed=int(cfg.seed),
+                              **loop.eval_options(cfg, tokenizer, prompt_fn))
+  tag = tag or (f"step{step}" if step is not None else os.path.basename(os.path.normpath(source)))
+  record = {"tag": tag, "checkpoint": source, "step": step, "num_problems": len(examples),
+            "num_samples": int(cfg.eval.num_samples), "temperature": float(cfg.eval.temperature),
+            "top_p": float(cfg.eval.top_p), "max_new_tokens": int(cfg.rollout.max_new_tokens),
+            "time_s": time.time() - t0, **result}
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, f"eval_{tag}.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump(record, f, indent=2)
+  os.replace(path + ".tmp", path)
+  record["path"] = path
+  return record
+
+
+def format_table(record: dict) -> str:
+  """The metrics of ``record`` as an aligned two-column text table (percentages)."""
+  keys = [k for k in ("greedy_accuracy", "mean_accuracy") if k in record]
+  keys += sorted((k for k in record if k.startswith("pass@") and "_" not in k),
+                 key=lambda k: int(k.split("@")[1]))
+  keys += sorted((k for k in record if k.startswith("maj@") and "_" not in k),
+                 key=lambda k: int(k.split("@")[1]))
+  lines = [f"{'metric':<18}{'value':>9}", "-" * 27]
+  for k in keys:
+    value = record[k]
+    text = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{100 * float(value):.2f}%"
+    lines.append(f"{k:<18}{text:>9}")
+  lines.append(f"({record['num_problems']} problems, n={record['num_samples']}, "
+               f"T={record['temperature']:g}, checkpoint {record['checkpoint']})")
+  return "\n".join(lines)
+
+
+def _define_flags():
+  """Command-line flags, defined only when run as a program so that importing this module (tests,
+  notebooks) never clashes with the flags of experiments.run."""
+  return dict(
+      config=config_flags.DEFINE_config_file(
+          "config", None, "Optional config file (else the run's config.json).", lock_config=True),
+      workdir=flags.DEFINE_string("workdir", None, "Run directory (config.json, checkpoints/)."),
+      checkpoint=flags.DEFINE_string(
+          "checkpoint", None, "A Hugging Face checkpoint directory (e.g. <workdir>/export) to "
+          "evaluate instead of the run's orbax checkpoints."),
+      step=flags.DEFINE_integer("step", None, "Checkpoint step of --workdir (default: latest)."),
+      tag=flags.DEFINE_string("tag", None, "Name of the output file eval_<tag>.json (default: "
+                              "step<N> or the checkpoint directory name)."),
+      size=flags.DEFINE_integer("size", None, "Held-out problems (default: config.eval.size, or "
+                                f"{DEFAULT_SIZE} when the run evaluated none)."),
+      num_samples=flags.DEFINE_integer(
+          "num_samples", None, "n samples per problem for pass@k / maj@k (default: "
+          "config.eval.num_samples; 0: greedy only)."),
+      temperature=flags.DEFINE_float("temperature", None, "Sampling temperature (default: config)."),
+      top_p=flags.DEFINE_float("top_p", None, "Nucleus sampling top-p (default: config)."),
+      batch_size=flags.DEFINE_integer("batch_size", None, "Rows per sampler call (default: config)."),
+      compilation_cache=flags.DEFINE_string(
+          "compilation_cache", os.path.expanduser("~/.cache/rlvr_jax/jit"),
+          "Persistent XLA compilation cache directory ('' to disable)."),
+  )
+
+
+def main(argv, f):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import jax  # pylint: disable=import-outside-toplevel
+
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  if f["compilation_cache"].value:
+    jax.config.update("jax_compilation_cache_dir", f["compilation_cache"].value)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  workdir, checkpoint = f["workdir"].value, f["checkpoint"].value
+  cfg, out_dir = resolve(workdir, checkpoint, f["config"].value)
+  apply_overrides(cfg, checkpoint=checkpoint, size=f["size"].value,
+                  num_samples=f["num_samples"].value, temperature=f["temperature"].value,
+                  top_p=f["top_p"].value, batch_size=f["batch_size"].value)
+  record = evaluate(cfg, workdir=workdir, checkpoint=checkpoint, step=f["step"].value,
+                    tag=f["tag"].value, out_dir=out_dir)
+  print(format_table(record))
+  print(f"wrote {record['path']}")
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+  _FLAGS = _define_flags()
+  app.run(lambda argv: main(argv, _FLAGS), argv=sys.argv)
