@@ -93,14 +93,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint.every = 20
 
   if arg == "cpu":
+    c.reward.terms = [dict(name="reasoning_gym", weight=1.0)]  # the CPU task's own 0/1 verifier
+    c.reward.correctness = "reasoning_gym"  # (advantages are invariant to the map to +1 / -1)
     common.cpu_variant(c)
-    c.reward.terms = [
-        dict(name="reasoning_gym", weight=1.0),  # the CPU task's own 0/1 verifier
-        dict(name="overlong", weight=1.0,
-             options=dict(buffer_len=max(1, c.rollout.max_new_tokens * L_BUF // L_MAX),
-                          penalty_factor=1.0)),
-    ]
-    c.reward.correctness = "reasoning_gym"
+    # The same soft overlong shaping at CPU scale: the buffer keeps the ratio L_buf / L_max = 0.2.
+    c.reward.terms = list(c.reward.terms) + [dict(
+        name="overlong", weight=1.0,
+        options=dict(buffer_len=max(1, c.rollout.max_new_tokens * L_BUF // L_MAX),
+                     penalty_factor=1.0))]
     c.algo.num_minibatches = 2  # off-policy after the first mini-batch, where CISPO differs from PG
     c.optim.warmup_steps = 0
   elif arg:

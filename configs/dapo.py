@@ -75,7 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.algo.kl_in_reward = False
   c.algo.entropy_coef = 0.0  # [recipe]
   c.algo.epochs = 1  # [recipe]
-  c.algo.num_minibatches = 16  # mini-batch 32 prompts: 16 gradient steps per rollout [paper sec. 4.1]
+  c.algo.num_minibatches = 16  # mini-batch of 32 prompts: 16 updates per rollout [paper sec. 4.1]
   c.algo.dynamic_sampling = True  # drop groups whose accuracy is all 0 or all 1 [paper sec. 3.2]
   c.algo.max_gen_batches = 10  # [recipe max_num_gen_batches]
 
@@ -97,16 +97,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint.every = 20
 
   if arg == "cpu":
+    c.reward.terms = [dict(name="reasoning_gym", weight=1.0)]  # the CPU task's own 0/1 verifier
+    c.reward.correctness = "reasoning_gym"  # (advantages are invariant to the map to +1 / -1)
     common.cpu_variant(c)
-    # Same shaping at CPU scale: the buffer keeps the paper's ratio L_buf / L_max = 0.2.
-    c.reward.terms = [
-        dict(name="reasoning_gym", weight=1.0),  # the CPU task's 0/1 verifier (GRPO advantages
-                                                 # are invariant to the affine map to +1 / -1)
-        dict(name="overlong", weight=1.0,
-             options=dict(buffer_len=max(1, c.rollout.max_new_tokens * L_BUF // L_MAX),
-                          penalty_factor=1.0)),
-    ]
-    c.reward.correctness = "reasoning_gym"
+    # The same soft overlong shaping at CPU scale: the buffer keeps the ratio L_buf / L_max = 0.2.
+    c.reward.terms = list(c.reward.terms) + [dict(
+        name="overlong", weight=1.0,
+        options=dict(buffer_len=max(1, c.rollout.max_new_tokens * L_BUF // L_MAX),
+                     penalty_factor=1.0))]
     c.algo.num_minibatches = 2  # still off-policy after the first mini-batch, as in the paper
     c.optim.warmup_steps = 0
   elif arg:

@@ -40,7 +40,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- policy and data ---------------------------------------------------------------------------
   common.hf_checkpoint(c)  # --config.model.path: Qwen2.5-Math-7B (base) [paper]
-  c.data.template_options = ml_collections.ConfigDict(dict(system=QWEN_MATH_SYSTEM))  # Qwen-Math template [paper]
+  # The Qwen-Math prompt: this system turn in the checkpoint's chat template [paper].
+  c.data.template_options = ml_collections.ConfigDict(dict(system=QWEN_MATH_SYSTEM))
   common.local_files(c, answer_format="math")  # MATH levels 3-5 [paper]
   c.data.max_prompt_len = 1024  # [not in paper]
 
@@ -90,10 +91,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint.every = 50
 
   if arg == "cpu":
-    common.cpu_variant(c)
-    c.algo.norm_constant = float(c.rollout.max_new_tokens)  # L_const = the CPU generation budget
     c.reward.terms = [dict(name="reasoning_gym", weight=1.0)]  # the CPU task's own 0/1 verifier
     c.reward.correctness = "reasoning_gym"
+    common.cpu_variant(c)
+    c.algo.norm_constant = float(c.rollout.max_new_tokens)  # L_const = the CPU generation budget
   elif arg:
     raise ValueError(f"configs/dr_grpo.py: unknown argument {arg!r}; use no argument or 'cpu'")
   return c

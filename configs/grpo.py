@@ -91,9 +91,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint.every = 100
 
   if arg == "cpu":
-    common.cpu_variant(c)
     c.reward.terms = [dict(name="reasoning_gym", weight=1.0)]  # the CPU task's own 0/1 verifier
     c.reward.correctness = "reasoning_gym"
+    common.cpu_variant(c)
   elif arg:
     raise ValueError(f"configs/grpo.py: unknown argument {arg!r}; use no argument or 'cpu'")
   return c

@@ -88,9 +88,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint.every = 25
 
   if arg == "cpu":
-    common.cpu_variant(c)
     c.reward.terms = [dict(name="reasoning_gym", weight=1.0)]  # the CPU task's own 0/1 verifier
     c.reward.correctness = "reasoning_gym"
+    common.cpu_variant(c)
     c.algo.micro_batch_size = 0
   elif arg:
     raise ValueError(f"configs/grpo_qwen2p5_0p5b_gsm8k.py: unknown argument {arg!r}; use no "

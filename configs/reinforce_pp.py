@@ -89,9 +89,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint.every = 10
 
   if arg == "cpu":
-    common.cpu_variant(c)
     c.reward.terms = [dict(name="reasoning_gym", weight=1.0)]  # the CPU task's own 0/1 verifier
     c.reward.correctness = "reasoning_gym"
+    common.cpu_variant(c)
     c.algo.num_minibatches = 2  # still off-policy after the first mini-batch
   elif arg:
     raise ValueError(f"configs/reinforce_pp.py: unknown argument {arg!r}; use no argument or 'cpu'")

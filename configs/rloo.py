@@ -65,7 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.algo.clip_low = 0.2
   c.algo.clip_high = 0.2
   c.algo.dual_clip = None
-  c.algo.agg_mode = "seq-mean-token-sum"  # log pi(y|x) of the whole sequence, mean over samples [paper]
+  c.algo.agg_mode = "seq-mean-token-sum"  # log pi(y|x) of whole sequences, mean over them [paper]
   c.algo.kl_coef = 0.01  # beta [openrlhf init_kl_coef]
   c.algo.kl_estimator = "k1"  # log pi - log pi_ref summed over the sequence [paper sec. 2]
   c.algo.kl_in_reward = True  # r(x, y) - beta * KL, as in RLHF [paper sec. 2]
@@ -89,9 +89,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint.every = 50
 
   if arg == "cpu":
-    common.cpu_variant(c)
     c.reward.terms = [dict(name="reasoning_gym", weight=1.0)]  # the CPU task's own 0/1 verifier
     c.reward.correctness = "reasoning_gym"
+    common.cpu_variant(c)
   elif arg:
     raise ValueError(f"configs/rloo.py: unknown argument {arg!r}; use no argument or 'cpu'")
   return c

@@ -84,7 +84,8 @@ def load_policy(cfg, *, workdir: str | None, checkpoint: str | None, step: int |
   from flax import nnx  # pylint: disable=import-outside-toplevel
   from rlvr_jax import models  # pylint: disable=import-outside-toplevel
   from rlvr_jax.parallel import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
-  from rlvr_jax.training import builders, checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
+  from rlvr_jax.training import builders  # pylint: disable=import-outside-toplevel
+  from rlvr_jax.training import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
 
   mesh = mesh_lib.make_mesh(dict(cfg.mesh))
   rules = cfg.get("sharding_rules")
@@ -174,9 +175,11 @@ def _define_flags():
       num_samples=flags.DEFINE_integer(
           "num_samples", None, "n samples per problem for pass@k / maj@k (default: "
           "config.eval.num_samples; 0: greedy only)."),
-      temperature=flags.DEFINE_float("temperature", None, "Sampling temperature (default: config)."),
-      top_p=flags.DEFINE_float("top_p", None, "Nucleus sampling top-p (default: config)."),
-      batch_size=flags.DEFINE_integer("batch_size", None, "Rows per sampler call (default: config)."),
+      temperature=flags.DEFINE_float("temperature", None, "Sampling temperature (default: "
+                                     "config)."),
+      top_p=flags.DEFINE_float("top_p", None, "Nucleus top-p (default: config)."),
+      batch_size=flags.DEFINE_integer("batch_size", None, "Rows per sampler call (default: "
+                                      "config)."),
       compilation_cache=flags.DEFINE_string(
           "compilation_cache", os.path.expanduser("~/.cache/rlvr_jax/jit"),
           "Persistent XLA compilation cache directory ('' to disable)."),
