@@ -87,6 +87,14 @@ def allgather_object(obj: Any) -> list[Any]:
   return [json.loads(everyone[i, :sizes[i]].tobytes().decode("utf-8")) for i in range(len(sizes))]
 
 
+def any_process(flag: bool) -> bool:
+  """True on every process if ``flag`` is True on any (e.g. a SIGTERM that reached only some hosts,
+  or reached them at different steps: all must checkpoint and stop at the same step)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return any(allgather_object(bool(flag)))
+
+
 def interleave(per_process: Sequence[Sequence[Any]]) -> list[Any]:
   """Global rows from per-process rows: row j of process i becomes row j * S + i."""
   counts = {len(rows) for rows in per_process}

@@ -481,9 +481,10 @@ def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> d
                                  **dict(eval_kwargs, num_samples=0))
       record["eval/greedy_accuracy"] = quick["greedy_accuracy"]
     writer.write(done, record)
-    if (int(cfg.checkpoint.every) and done % int(cfg.checkpoint.every) == 0) or stop.set:
+    stopping = multihost.any_process(stop.set)  # every process stops at the same step
+    if (int(cfg.checkpoint.every) and done % int(cfg.checkpoint.every) == 0) or stopping:
       save(done)
-    if stop.set:
+    if stopping:
       ckpt.wait()
       writer.close()
       say(f"stopped by signal after step {done}; checkpoint saved, rerun with the same --workdir "
