@@ -17,6 +17,9 @@ from ml_collections import config_dict
 ARITHMETIC_ALPHABET = "0123456789+-*/=()., ?:<>\n" + "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+CHAIN_SUM_PREFIX = "State the final answer to the following arithmetic problem: "
+
+
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
@@ -181,8 +184,20 @@ def cpu_variant(c: ml_collections.ConfigDict, *, steps: int = 2) -> ml_collectio
       kwargs=dict(min_terms=2, max_terms=2, min_digits=1, max_digits=2)))
   c.data.eval = None  # the derived reasoning-gym held-out split
   c.data.template = "plain"
-  c.data.template_options = ml_collections.ConfigDict(dict(format="{question}"))
-  c.data.max_prompt_len = 96
+  c.data.template_options = ml_collections.ConfigDict(dict(format="{question}",
+                                                           strip_prefix=CHAIN_SUM_PREFIX))
+  c.data.max_prompt_len = 32
+  # The tiny model answers with the bare number (no <answer> tags): score the whole completion.
+  terms = []
+  for term in c.reward.terms:
+    term = dict(term)
+    if term["name"] in ("reasoning_gym", "exact_match", "math_verify"):
+      term["options"] = dict(term.get("options") or {}, extract="none")
+    terms.append(term)
+  c.reward.terms = terms
+  c.reward.correctness = "reasoning_gym"
+  c.reward.correctness_options = ml_collections.ConfigDict(dict(extract="none"))
+  c.reward.answer_extractor = "none"
   c.rollout.prompts_per_step = 4
   c.rollout.num_samples = 4
   c.rollout.max_new_tokens = 8

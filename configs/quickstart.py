@@ -24,8 +24,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       source="reasoning_gym", name="chain_sum", size=20000, seed=0,
       kwargs=dict(min_terms=2, max_terms=2, min_digits=2, max_digits=2)))
   c.data.template = "plain"
-  c.data.template_options = ml_collections.ConfigDict(dict(format="{question}"))
-  c.data.max_prompt_len = 96
+  c.data.template_options = ml_collections.ConfigDict(dict(
+      format="{question}",
+      strip_prefix=common.CHAIN_SUM_PREFIX))
+  c.data.max_prompt_len = 32
+
+  # The model answers with the bare number: score the whole completion (no <answer> tags).
+  c.reward.terms = [dict(name="reasoning_gym", weight=1.0, options=dict(extract="none"))]
+  c.reward.correctness = "reasoning_gym"
+  c.reward.correctness_options = ml_collections.ConfigDict(dict(extract="none"))
+  c.reward.answer_extractor = "none"
 
   c.sft.steps = 600
   c.sft.batch_size = 64

@@ -490,7 +490,7 @@ def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> d
       say(f"stopped by signal after step {done}; checkpoint saved, rerun with the same --workdir "
           "to resume")
       raise SystemExit(0)
-  if total_steps > start:
+  if total_steps > start and ckpt.latest_step() != total_steps:
     save(total_steps)
   ckpt.wait()
   writer.close()
