@@ -158,6 +158,24 @@ def _run_row(args, impl, mode, num_tokens) -> dict:
   return json.loads(lines[-1])
 
 
+def _time_epilogue_alone(num_tokens: int, reps: int = 200) -> float:
+  """Seconds per fwd+bwd of the GRPO/DAPO epilogue given logp and entropy: the most fusion could save."""
+  import jax
+  import jax.numpy as jnp
+  k = jax.random.split(jax.random.key(1), 4)
+  vecs = [-jnp.abs(jax.random.normal(k[i], (num_tokens,))) - 8.0 for i in range(3)]
+  adv, mask = jax.random.normal(k[3], (num_tokens,)), jnp.ones((num_tokens,))
+  fn = jax.jit(jax.value_and_grad(
+      lambda lp, ent: grpo_epilogue(lp, ent, vecs[2], vecs[2] + 0.1, adv, mask), argnums=(0, 1)))
+  jax.block_until_ready(fn(vecs[0], vecs[1]))
+  best = float("inf")
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(vecs[0], vecs[1]))
+    best = min(best, time.perf_counter() - t0)
+  return best
+
+
 def _gib(x):
   return "-" if x is None else f"{x / 2**30:.3f}"
 
@@ -222,6 +240,9 @@ def main(argv=None):
       print("#", json.dumps(epilogue[-1]), flush=True)
   print()
   _print_table(rows)
+  if args.epilogue_tokens:
+    print(f"\nLoss epilogue alone (fwd+bwd on [N] vectors, N={args.epilogue_tokens}): "
+          f"{1e6 * _time_epilogue_alone(args.epilogue_tokens):.0f} us")
   if len(epilogue) == 2 and all("time_s" in r for r in epilogue):
     plain, fused = epilogue
     print(f"\nLoss epilogue (xla, N={args.epilogue_tokens}): fwd+bwd of sum(c1*logp + c2*H) "

@@ -193,7 +193,7 @@ def _logprob_bwd(temperature, block_vocab, block_d, num_splits, max_concurrent_s
   hidden, weight, targets, lse, ent = residuals
   g_logp, g_ent = (g.astype(jnp.float32) for g in cotangents)
   dh, dw = xla._backward_arrays(hidden, weight, targets, lse, ent, g_logp, g_ent, temperature,
-                                xla.DEFAULT_BLOCK_TOKENS, xla.DEFAULT_BLOCK_VOCAB)
+                                *xla.default_tiles())
   return dh, dw, None
 
 

@@ -20,9 +20,9 @@ def _inputs(num_tokens=11, dim=8, vocab=70, dtype=jnp.float32):
 
 def test_both_import_styles_call_the_op():
   hidden, weight, targets = _inputs()
-  want = reference.logprob_reference(hidden, weight, targets, 1.0)
+  want = jax.jit(reference.logprob_reference)(hidden, weight, targets)
   for fn in (logprob, rlvr_jax.kernels.logprob):
-    got = fn(hidden, weight, targets)  # temperature defaults to 1.0, implementation to None
+    got = jax.jit(fn)(hidden, weight, targets)  # temperature 1.0, implementation None by default
     for g, w in zip(got, want):
       np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
@@ -30,15 +30,16 @@ def test_both_import_styles_call_the_op():
 @pytest.mark.parametrize("implementation", [None, "reference", "xla", "pallas"])
 def test_every_request_runs_on_cpu_and_matches_reference(implementation):
   hidden, weight, targets = _inputs()
-  want = reference.logprob_reference(hidden, weight, targets, 1.3)
+  want = jax.jit(reference.logprob_reference, static_argnums=3)(hidden, weight, targets, 1.3)
   loss = lambda h, w, impl: jnp.sum(jnp.stack(logprob(h, w, targets, temperature=1.3,
                                                       implementation=impl)) * jnp.array([[1.0], [0.5]]))
   got = jax.jit(logprob, static_argnames=("temperature", "implementation"))(
       hidden, weight, targets, temperature=1.3, implementation=implementation)
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
-  got_grads = jax.grad(loss, argnums=(0, 1))(hidden, weight, implementation)
-  want_grads = jax.grad(loss, argnums=(0, 1))(hidden, weight, "reference")
+  grads = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
+  got_grads = grads(hidden, weight, implementation)
+  want_grads = grads(hidden, weight, "reference")
   for g, w in zip(got_grads, want_grads):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 

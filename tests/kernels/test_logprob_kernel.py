@@ -38,6 +38,11 @@ def make_inputs(num_tokens, dim, vocab, dtype, seed=0, logit_scale=3.0):
   return hidden.astype(dtype), weight.astype(dtype), targets, coef, mask
 
 
+def jitted(fn):
+  # Eager calls dispatch (and compile) op by op: one jit per call is much faster on this CPU.
+  return jax.jit(fn, static_argnums=3)
+
+
 def masked_loss(fn, which, coef, mask, hidden, weight, targets):
   logp, entropy = fn(hidden, weight, targets, TEMPERATURE)
   terms = {"logp": coef[0] * logp, "entropy": coef[1] * entropy,
@@ -90,8 +95,8 @@ def test_xla_real_vocab_values_and_grads(dtype):
   """Qwen2.5's 151,936 vocab (= 128 * 1187) with the default tiles: a 1,216-column remainder tile."""
   vocab = 151_936
   hidden, weight, targets, coef, mask = make_inputs(12, 16, vocab, dtype, seed=2)
-  want = reference.logprob_reference(hidden, weight, targets, TEMPERATURE)
-  got = jax.jit(xla.logprob_xla, static_argnums=3)(hidden, weight, targets, TEMPERATURE)
+  want = jitted(reference.logprob_reference)(hidden, weight, targets, TEMPERATURE)
+  got = jitted(xla.logprob_xla)(hidden, weight, targets, TEMPERATURE)
   rtol, atol = VALUE_TOL[dtype]
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, rtol=rtol, atol=10 * atol)
@@ -122,7 +127,7 @@ def test_entropy_of_large_peaked_logits_matches_float64(impl):
   true_entropy = -(np.exp(log_p) * log_p).sum(1)
   true_logp = np.take_along_axis(log_p, np.asarray(targets)[:, None], 1)[:, 0]
 
-  logp, entropy = IMPLS[impl](jnp.asarray(hidden), jnp.asarray(weight), targets, 1.0)
+  logp, entropy = jitted(IMPLS[impl])(jnp.asarray(hidden), jnp.asarray(weight), targets, 1.0)
   textbook = jax.nn.logsumexp(logits, 1) - jnp.sum(jax.nn.softmax(logits, 1) * logits, 1)
   assert true_entropy.min() < 1e-3
   np.testing.assert_allclose(entropy, true_entropy, rtol=0, atol=1e-6)
@@ -135,7 +140,7 @@ def test_out_of_range_target_gives_nan(impl):
   hidden, weight, targets, _, _ = make_inputs(9, 8, 130, jnp.float32, seed=4)
   targets = targets.at[2].set(130).at[5].set(-1)
   fn = {"reference": reference.logprob_reference, **IMPLS}[impl]
-  logp, entropy = fn(hidden, weight, targets, 1.0)
+  logp, entropy = jitted(fn)(hidden, weight, targets, 1.0)
   bad = np.isnan(np.asarray(logp))
   np.testing.assert_array_equal(np.flatnonzero(bad), [2, 5])
   assert np.isfinite(np.asarray(entropy)).all()
@@ -176,11 +181,11 @@ def test_pallas_tpu_under_the_tpu_faithful_interpreter():
   hidden, weight, targets, coef, mask = make_inputs(37, 32, 300, jnp.float32, seed=5)
   fn = functools.partial(pallas_tpu.logprob_pallas_tpu, block_tokens=16, block_vocab=128,
                          interpret=pltpu.InterpretParams())
-  for g, w in zip(fn(hidden, weight, targets, TEMPERATURE),
-                  reference.logprob_reference(hidden, weight, targets, TEMPERATURE)):
+  for g, w in zip(jitted(fn)(hidden, weight, targets, TEMPERATURE),
+                  jitted(reference.logprob_reference)(hidden, weight, targets, TEMPERATURE)):
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
-  grad = lambda f: jax.grad(functools.partial(masked_loss, f, "both", coef, mask),
-                            argnums=(0, 1))(hidden, weight, targets)
+  grad = lambda f: jax.jit(jax.grad(functools.partial(masked_loss, f, "both", coef, mask),
+                                    argnums=(0, 1)))(hidden, weight, targets)
   for g, w in zip(grad(fn), grad(reference.logprob_reference)):
     assert_grads_close(g, w, GRAD_TOL[jnp.float32])
 

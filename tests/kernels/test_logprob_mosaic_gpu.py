@@ -47,8 +47,8 @@ def test_interpret_mode_matches_reference_values_and_grads():
   hidden, weight, targets, coef = _inputs(100, 128, 512)
   fn = functools.partial(pallas_mosaic_gpu.logprob_pallas_mosaic_gpu, num_splits=3,
                          max_concurrent_steps=2, interpret=_gpu_interpret_params())
-  got = fn(hidden, weight, targets, TEMPERATURE)
-  want = reference.logprob_reference(hidden, weight, targets, TEMPERATURE)
+  got = jax.jit(fn, static_argnums=3)(hidden, weight, targets, TEMPERATURE)
+  want = jax.jit(reference.logprob_reference, static_argnums=3)(hidden, weight, targets, TEMPERATURE)
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=5e-5)
 
@@ -56,25 +56,29 @@ def test_interpret_mode_matches_reference_values_and_grads():
     logp, ent = f(h, w, targets, TEMPERATURE)
     return jnp.sum(coef[0] * logp + coef[1] * ent)
 
-  got_grads = jax.grad(functools.partial(loss, fn), argnums=(0, 1))(hidden, weight)
-  want_grads = jax.grad(functools.partial(loss, reference.logprob_reference),
-                        argnums=(0, 1))(hidden, weight)
+  got_grads = jax.jit(jax.grad(functools.partial(loss, fn), argnums=(0, 1)))(hidden, weight)
+  want_grads = jax.jit(jax.grad(functools.partial(loss, reference.logprob_reference),
+                                argnums=(0, 1)))(hidden, weight)
   for g, w in zip(got_grads, want_grads):
     g, w = np.asarray(g, np.float32), np.asarray(w, np.float32)
     np.testing.assert_allclose(g, w, rtol=0, atol=2e-2 * np.abs(w).max())
 
 
 def test_merge_partial_stats_equals_one_pass():
-  z = jax.random.normal(jax.random.key(3), (6, 40)) * 4.0
+  z = np.random.default_rng(3).normal(size=(6, 40)).astype(np.float32) * 4.0
+
   def stats(block):  # per-split (max, sum e, sum e * (z - max)) as the kernel computes them
     m = block.max(1)
-    e = jnp.exp(block - m[:, None])
-    return jnp.stack([m, e.sum(1), (e * (block - m[:, None])).sum(1)])
-  parts = jnp.stack([stats(z[:, :7]), stats(z[:, 7:30]), stats(z[:, 30:])], axis=1)  # [3, S, N]
-  lse, ent = pallas_mosaic_gpu.merge_partial_stats(parts)
-  np.testing.assert_allclose(lse, jax.nn.logsumexp(z, 1), rtol=1e-6)
-  p = jax.nn.softmax(z, 1)
-  np.testing.assert_allclose(ent, -jnp.sum(p * jnp.log(p), 1), rtol=1e-5, atol=1e-6)
+    e = np.exp(block - m[:, None])
+    return np.stack([m, e.sum(1), (e * (block - m[:, None])).sum(1)])
+
+  parts = np.stack([stats(z[:, :7]), stats(z[:, 7:30]), stats(z[:, 30:])], axis=1)  # [3, S, N]
+  lse, ent = jax.jit(pallas_mosaic_gpu.merge_partial_stats)(jnp.asarray(parts))
+  z64 = z.astype(np.float64)
+  true_lse = np.log(np.exp(z64).sum(1))
+  log_p = z64 - true_lse[:, None]
+  np.testing.assert_allclose(lse, true_lse, rtol=1e-6)
+  np.testing.assert_allclose(ent, -(np.exp(log_p) * log_p).sum(1), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("hidden_shape, weight_shape, dtype, fragment", [
