@@ -135,4 +135,10 @@ def logprob(
   dtype = jnp.result_type(hidden.dtype, weight.dtype)
   name = select_implementation(implementation, jax.default_backend(), hidden.shape, weight.shape,
                               dtype)
+  if name.startswith("pallas") and hidden.dtype != weight.dtype:
+    # The kernels feed both operands to one MXU / wgmma product; casting the [D, V] weight here
+    # would copy it, so mixed dtypes take the xla path, which accumulates them in float32 directly.
+    _log_once(f"hidden is {hidden.dtype} but weight is {weight.dtype}; the Pallas kernels need one "
+              "dtype, falling back to 'xla'.")
+    name = "xla"
   return IMPLEMENTATIONS[name](hidden, weight, targets, temperature)

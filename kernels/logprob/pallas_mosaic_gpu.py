@@ -162,7 +162,7 @@ def _forward(hidden, weight, targets, temperature, block_vocab, block_d, num_spl
       max_concurrent_steps=min(max_concurrent_steps, dim // block_d))
   stats = plgpu.kernel(
       kernel,
-      out_shape=jax.ShapeDtypeStruct((3, num_splits, padded), jnp.float32),
+      out_type=jax.ShapeDtypeStruct((3, num_splits, padded), jnp.float32),
       grid=(num_token_blocks, num_splits),
       grid_names=("tokens", "splits"),
       compiler_params=plgpu.CompilerParams(approx_math=False),

@@ -90,3 +90,29 @@ def test_traced_temperature_is_rejected_with_a_hint():
   hidden, weight, targets = _inputs()
   with pytest.raises(ValueError, match="static Python float"):
     jax.jit(lambda t: logprob(hidden, weight, targets, temperature=t))(1.0)
+
+
+def test_mixed_dtypes_fall_back_from_pallas_to_xla(caplog):
+  hidden, weight, targets = _inputs()
+  api._already_logged.clear()
+  with caplog.at_level(logging.WARNING):
+    got = jax.jit(logprob, static_argnames="implementation")(
+        hidden.astype(jnp.bfloat16), weight, targets, implementation="pallas")
+  assert "falling back to 'xla'" in caplog.text
+  want = jax.jit(reference.logprob_reference)(hidden.astype(jnp.bfloat16), weight, targets)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_repeated_calls_do_not_retrace():
+  import chex
+  hidden, weight, targets = _inputs()
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def step(h, w, t):
+    return jax.grad(lambda h, w: jnp.sum(sum(logprob(h, w, t, temperature=0.7))), (0, 1))(h, w)
+
+  first = step(hidden, weight, targets)
+  second = step(hidden * 2.0, weight, targets)  # new values, same shapes: no new trace
+  assert not np.allclose(first[0], second[0])
