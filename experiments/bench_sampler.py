@@ -6,7 +6,8 @@ sample from the same weights. Every engine samples at temperature 1 with no top-
 id (all rows generate exactly ``--new`` tokens), after a compile / warm-up call; the time of a call
 includes moving the results to the host. Workloads: batch 8 and batch 64 of 16-token prompts, and a
 GRPO-shaped call (8 prompts x G = 8 samples: rlvr_jax prefills each prompt once; transformers uses
-``num_return_sequences``; tunix has no group option, so its prompts are repeated).
+``num_return_sequences``; tunix has no group option, so its prompts are repeated), once with 16-token
+and once with 256-token prompts (where prefilling each prompt once, not G times, starts to show).
 
 tunix runs in a subprocess with its own virtualenv (``--tunix-python``, default
 /work/tunix-venv/bin/python) so its pinned packages never touch ours; its row says "not importable"
@@ -30,14 +31,14 @@ import numpy as np
 
 ARCH = dict(vocab_size=512, hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
             num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=1024, rope_theta=1e6)
-# (name, number of distinct prompts, samples per prompt)
-WORKLOADS = [("batch 8", 8, 1), ("batch 64", 64, 1), ("GRPO 8 prompts x G=8", 8, 8)]
-PROMPT_LEN = 16
+# (name, number of distinct prompts, samples per prompt, prompt length)
+WORKLOADS = [("batch 8", 8, 1, 16), ("batch 64", 64, 1, 16), ("GRPO 8 prompts x G=8", 8, 8, 16),
+             ("GRPO 8 x G=8, 256-token prompts", 8, 8, 256)]
 
 
-def make_prompts(num: int, seed: int) -> list[list[int]]:
+def make_prompts(num: int, length: int, seed: int) -> list[list[int]]:
   rng = np.random.RandomState(seed)
-  return rng.randint(1, ARCH["vocab_size"], (num, PROMPT_LEN)).tolist()  # id 0 is the pad id
+  return rng.randint(1, ARCH["vocab_size"], (num, length)).tolist()  # id 0 is the pad id
 
 
 def best_time(fn, repeats: int) -> float:
@@ -70,8 +71,8 @@ def bench_rlvr(path, new: int, repeats: int) -> dict[str, float]:
   from rlvr_jax.sampling import generate
   model, _ = load_hf(path)
   out = {}
-  for name, p, g in WORKLOADS:
-    prompts = make_prompts(p, seed=p)
+  for name, p, g, tp in WORKLOADS:
+    prompts = make_prompts(p, tp, seed=p)
     run = lambda: generate(model, prompts, max_new_tokens=new, num_samples=g, temperature=1.0, seed=1)
     result = run()
     assert (result.lengths == new).all()
@@ -86,8 +87,8 @@ def bench_transformers(path, new: int, repeats: int) -> dict[str, float]:
   torch.set_num_threads(os.cpu_count() or 1)
   model = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
   out = {}
-  for name, p, g in WORKLOADS:
-    ids = torch.tensor(make_prompts(p, seed=p))
+  for name, p, g, tp in WORKLOADS:
+    ids = torch.tensor(make_prompts(p, tp, seed=p))
 
     def run():
       with torch.no_grad():
@@ -96,7 +97,7 @@ def bench_transformers(path, new: int, repeats: int) -> dict[str, float]:
                               num_return_sequences=g, eos_token_id=None, pad_token_id=0)
       return seqs.numpy()
 
-    assert run().shape == (p * g, PROMPT_LEN + new)
+    assert run().shape == (p * g, tp + new)
     out[name] = p * g * new / best_time(run, repeats)
   return out
 
@@ -131,7 +132,7 @@ def _tunix_worker(path: str, new: int, repeats: int) -> None:
       return " ".join(map(str, ids))
 
     def bos_id(self):
-      return 0  # falsy: tunix then prepends no BOS, so its prompts are the same 16 ids
+      return 0  # falsy: tunix then prepends no BOS, so its prompts are the same ids
 
     def eos_id(self):
       return ARCH["vocab_size"]  # never sampled: no early stop, like the other engines
@@ -145,15 +146,15 @@ def _tunix_worker(path: str, new: int, repeats: int) -> None:
       head_dim=ARCH["hidden_size"] // ARCH["num_attention_heads"], num_kv_heads=ARCH["num_key_value_heads"],
       rope_theta=int(ARCH["rope_theta"]), norm_eps=1e-6, use_tied_embedding=True)
   model = qwen2_params.create_model_from_safe_tensors(path, config)
-  cache = sampler_lib.CacheConfig(cache_size=PROMPT_LEN + new, num_layers=config.num_layers,
-                                  num_kv_heads=config.num_kv_heads, head_dim=config.head_dim)
-  sampler = sampler_lib.Sampler(model, IdTokenizer(), cache)
   out = {}
-  for name, p, g in WORKLOADS:
-    strings = [" ".join(map(str, x)) for x in make_prompts(p, seed=p) for _ in range(g)]
+  for name, p, g, tp in WORKLOADS:
+    cache = sampler_lib.CacheConfig(cache_size=tp + new, num_layers=config.num_layers,
+                                    num_kv_heads=config.num_kv_heads, head_dim=config.head_dim)
+    sampler = sampler_lib.Sampler(model, IdTokenizer(), cache)
+    strings = [" ".join(map(str, x)) for x in make_prompts(p, tp, seed=p) for _ in range(g)]
 
     def run():
-      res = sampler(strings, max_generation_steps=new, max_prompt_length=PROMPT_LEN, temperature=1.0,
+      res = sampler(strings, max_generation_steps=new, max_prompt_length=tp, temperature=1.0,
                     top_p=1.0, top_k=None, seed=1, eos_tokens=[ARCH["vocab_size"]])
       return jax.block_until_ready(res.tokens)
 
@@ -213,12 +214,12 @@ def main() -> None:
   print(f"machine: {machine()}; load avg before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
   print(f"commit {commit()}; jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__}, "
         f"transformers {transformers.__version__}; model {n_params / 1e6:.2f}M params; "
-        f"{PROMPT_LEN}-token prompts, {args.new} new tokens, temperature 1, best of {args.repeats}")
+        f"{args.new} new tokens, temperature 1, best of {args.repeats}")
   tunix = rows["tunix"]
   print("\n| workload | rows | rlvr_jax tok/s | transformers tok/s | tunix tok/s | rlvr_jax / transformers "
         "| rlvr_jax / tunix |")
   print("|---|---:|---:|---:|---:|---:|---:|")
-  for name, p, g in WORKLOADS:
+  for name, p, g, _ in WORKLOADS:
     ours, hf = rows["rlvr_jax"][name], rows["transformers"][name]
     tx = tunix.get(name) if isinstance(tunix, dict) else None
     ratio_tx = f"{ours / tx:.1f}x" if tx else "n/a"

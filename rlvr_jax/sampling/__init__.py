@@ -24,9 +24,12 @@ Contracts the RL trainer codes against:
 Memory: the decode cache holds P*G rows of Tp_bucket + max_new_tokens - 1 slots; the prompt KV is
 computed at batch P and repeated to the G rows (the saving is the prefill compute). See sampler.py
 for why the prompt KV is not kept at P rows.
+
+Files: processing.py (temperature / top-k / top-p / min-p, per-row keys, Gumbel-max draw), sampler.py
+(`SamplerConfig`, `prefill`, `sample_padded`), host.py (validation, bucketing, packing, `generate`).
 """
-from rlvr_jax.sampling.generate import (SampleResult, bucket_batch_size, bucket_prompt_length, check_prompts,
-                                        generate, pack_prompts)
+from rlvr_jax.sampling.host import (SampleResult, bucket_batch_size, bucket_prompt_length, check_prompts, generate,
+                                    pack_prompts)
 from rlvr_jax.sampling.processing import candidate_logits, row_keys, sample_tokens
 from rlvr_jax.sampling.sampler import (FINISH_LENGTH, FINISH_STOP, TRACE_COUNTS, SamplerConfig, prefill,
                                        sample_padded)
