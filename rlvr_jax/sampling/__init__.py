@@ -30,10 +30,10 @@ Files: processing.py (temperature / top-k / top-p / min-p, per-row keys, Gumbel-
 """
 from rlvr_jax.sampling.host import (SampleResult, bucket_batch_size, bucket_prompt_length, check_prompts, generate,
                                     pack_prompts)
-from rlvr_jax.sampling.processing import candidate_logits, row_keys, sample_tokens
-from rlvr_jax.sampling.sampler import (FINISH_LENGTH, FINISH_STOP, TRACE_COUNTS, SamplerConfig, prefill,
+from rlvr_jax.sampling.processing import candidate_logits, gumbel_argmax, row_keys, sample_tokens
+from rlvr_jax.sampling.sampler import (FINISH_LENGTH, FINISH_STOP, TRACE_COUNTS, SamplerConfig, phase_ends, prefill,
                                        sample_padded)
 
 __all__ = ["generate", "SampleResult", "SamplerConfig", "sample_padded", "prefill", "FINISH_STOP",
            "FINISH_LENGTH", "TRACE_COUNTS", "check_prompts", "bucket_prompt_length", "bucket_batch_size",
-           "pack_prompts", "candidate_logits", "row_keys", "sample_tokens"]
+           "pack_prompts", "candidate_logits", "gumbel_argmax", "row_keys", "sample_tokens", "phase_ends"]

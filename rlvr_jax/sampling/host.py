@@ -119,17 +119,19 @@ def _compiled():
 def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, num_samples: int = 1,
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, min_p: float = 0.0,
              eos_ids: Sequence[int] = (), seed: int = 0, pad_id: int = 0,
-             max_len: int | None = None) -> SampleResult:
+             max_len: int | None = None, decode_phases: int = 0) -> SampleResult:
   """Samples ``num_samples`` continuations of every prompt with ``model`` (a `Transformer`).
 
   ``prompts`` is a list of token-id lists of any lengths. Temperature 0 is greedy. Each prompt is
   prefilled once and its KV cache fanned out to its samples. ``max_len`` bounds prompt length plus
   ``max_new_tokens`` (default: the model's ``max_position_embeddings``). The same seed gives the
-  same result; different samples of one prompt use different keys. See `SampleResult` for fields.
+  same result; different samples of one prompt use different keys. ``decode_phases`` trades compile
+  time for decode speed (`SamplerConfig`; 0 = auto). See `SampleResult` for fields.
   """
   cfg = model.config
   config = SamplerConfig(max_new_tokens=max_new_tokens, num_samples=num_samples, temperature=temperature,
-                         top_k=top_k, top_p=top_p, min_p=min_p, eos_ids=tuple(eos_ids), pad_id=pad_id)
+                         top_k=top_k, top_p=top_p, min_p=min_p, eos_ids=tuple(eos_ids), pad_id=pad_id,
+                         decode_phases=decode_phases)
   for name, value in [("pad_id", pad_id)] + [(f"eos_ids[{i}]", e) for i, e in enumerate(config.eos_ids)]:
     if not 0 <= value < cfg.vocab_size:
       raise ValueError(f"{name}={value} is outside the vocabulary [0, {cfg.vocab_size})")

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rlvr_jax.sampling import candidate_logits, generate
+from rlvr_jax.sampling import candidate_logits, generate, row_keys
+from rlvr_jax.sampling.processing import NEG_INF, gumbel_argmax
 from tests.sampling.sampling_helpers import last_logits, tiny_model
 
 VOCAB = 16
@@ -118,3 +119,18 @@ def test_candidate_logits_match_reference_filters():
       got = np.zeros(40)
       np.add.at(got, ids[b], np.exp(values[b] - values[b].max()))
       np.testing.assert_allclose(got / got.sum(), reference_probs(logits[b], **kw), atol=1e-6, rtol=0)
+
+
+def test_two_level_gumbel_draw_is_exact():
+  """`gumbel_argmax` on more than 64 candidates (blocks, a padded last block, filtered entries)."""
+  c, draws = 300, 100_000
+  rng = np.random.RandomState(1)
+  values = (rng.randn(c) * 2).astype(np.float32)
+  values[rng.rand(c) < 0.3] = NEG_INF  # filtered candidates, as top-p / min-p leave them
+  values[17 * 16:] = NEG_INF  # a whole block and the padded tail block filtered
+  picks = jax.jit(lambda v, k: gumbel_argmax(jnp.broadcast_to(v, (draws, c)), row_keys(k, 0, draws)))(
+      jnp.asarray(values), jax.random.key(5))
+  probs = np.where(values > NEG_INF / 2, np.exp(values.astype(np.float64) - values.max()), 0.0)
+  probs /= probs.sum()
+  pvalue = _chi2_pvalue(np.bincount(np.asarray(picks), minlength=c), probs)
+  assert pvalue > 1e-3, pvalue

@@ -4,6 +4,7 @@ import pytest
 
 from rlvr_jax.sampling import (SamplerConfig, bucket_batch_size, bucket_prompt_length, check_prompts, generate,
                                pack_prompts)
+from rlvr_jax.sampling.sampler import phase_ends
 from tests.sampling.sampling_helpers import tiny_model
 
 
@@ -36,7 +37,8 @@ def test_bad_options_raise(model):
     generate(model, [[1] * 5], max_new_tokens=4, max_len=8)
   for kw, match in [(dict(max_new_tokens=0), "max_new_tokens=0"), (dict(num_samples=0), "num_samples=0"),
                     (dict(temperature=-1.0), "temperature=-1.0"), (dict(top_p=0.0), "top_p=0.0"),
-                    (dict(top_k=-2), "top_k=-2"), (dict(min_p=1.5), "min_p=1.5")]:
+                    (dict(top_k=-2), "top_k=-2"), (dict(min_p=1.5), "min_p=1.5"),
+                    (dict(decode_phases=-1), "decode_phases=-1")]:
     with pytest.raises(ValueError, match=match):
       SamplerConfig(**{"max_new_tokens": 4, **kw})
 
@@ -57,6 +59,17 @@ def test_pack_prompts_left_pads_and_adds_dummy_rows():
   tokens, mask = pack_prompts([np.array([1, 2, 3]), np.array([4])], num_rows=3, length=4, pad_id=9)
   np.testing.assert_array_equal(tokens, [[9, 1, 2, 3], [9, 9, 9, 4], [9, 9, 9, 9]])
   np.testing.assert_array_equal(mask, [[0, 1, 1, 1], [0, 0, 0, 1], [0, 0, 0, 1]])
+
+
+def test_decode_phases_auto_and_ends():
+  assert SamplerConfig(max_new_tokens=12).decode_phases == 1
+  assert SamplerConfig(max_new_tokens=64).decode_phases == 2
+  assert SamplerConfig(max_new_tokens=4096).decode_phases == 4
+  assert SamplerConfig(max_new_tokens=64, decode_phases=3).decode_phases == 3
+  assert phase_ends(12, 3) == [4, 8, 12]
+  assert phase_ends(10, 4) == [3, 5, 8, 10]
+  assert phase_ends(2, 4) == [1, 2]  # never more phases than steps
+  assert phase_ends(128, 1) == [128]
 
 
 def test_config_is_hashable_and_normalised():

@@ -26,7 +26,9 @@ def test_greedy_matches_naive_full_recompute():
   free, _ = naive_greedy(model, PROMPTS, n)
   eos = _pick_eos(free)
   want, want_len = naive_greedy(model, PROMPTS, n, eos_ids=(eos, 255))
-  got = generate(model, PROMPTS, max_new_tokens=n, temperature=0.0, eos_ids=(eos, 255), num_samples=2)
+  # Three decode phases (cache grown at steps 4 and 8); a row stops inside a phase.
+  got = generate(model, PROMPTS, max_new_tokens=n, temperature=0.0, eos_ids=(eos, 255), num_samples=2,
+                 decode_phases=3)
   assert got.tokens.shape == (6, n) and got.tokens.dtype == np.int32
   np.testing.assert_array_equal(got.tokens[::2], want)
   np.testing.assert_array_equal(got.tokens[1::2], want)  # greedy samples of one prompt agree
