@@ -29,9 +29,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       strip_prefix=common.CHAIN_SUM_PREFIX))
   c.data.max_prompt_len = 32
 
-  # The model answers with the bare number: score the whole completion (no <answer> tags).
-  c.reward.terms = [dict(name="reasoning_gym", weight=1.0, options=dict(extract="none"))]
-  c.reward.correctness = "reasoning_gym"
+  # Binary exact match of the whole completion (the model answers with the bare number). Not
+  # reasoning-gym's chain_sum scorer: it gives partial credit (0.6-0.75) to any string containing
+  # the answer ("-288" for -28), which the policy learns to exploit by not stopping.
+  c.reward.terms = [dict(name="exact_match", weight=1.0, options=dict(extract="none"))]
+  c.reward.correctness = "exact_match"
   c.reward.correctness_options = ml_collections.ConfigDict(dict(extract="none"))
   c.reward.answer_extractor = "none"
 

@@ -5,6 +5,8 @@ ValueError naming the key at fault.
 """
 from __future__ import annotations
 
+import functools
+import json
 import os
 from typing import Any, Callable, Iterable
 
@@ -164,7 +166,19 @@ def learning_rate_schedule(cfg: Any, total_steps: int) -> optax.Schedule:
 
 
 def build_optimizer(cfg: Any, total_steps: int) -> optax.GradientTransformation:
-  """AdamW (or Adam / SGD) with warmup + schedule and global-norm clipping (``cfg.grad_clip``)."""
+  """AdamW (or Adam / SGD) with warmup + schedule and global-norm clipping (``cfg.grad_clip``).
+
+  Memoised on the settings: the optimizer is a static argument of the jitted update, so handing
+  back the same object for the same settings lets a second run in one process (tests, notebooks)
+  reuse the compiled update instead of tracing it again.
+  """
+  items = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+  return _build_optimizer(json.dumps(items, sort_keys=True, default=str), int(total_steps))
+
+
+@functools.lru_cache(maxsize=32)
+def _build_optimizer(settings: str, total_steps: int) -> optax.GradientTransformation:
+  cfg = json.loads(settings)
   name = _get(cfg, "name", "adamw")
   schedule = learning_rate_schedule(cfg, total_steps)
   if name == "adamw":

@@ -440,10 +440,14 @@ def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> d
     if ref_params is not None:
       ref_logp = multihost.to_host(batch_logprobs(ref_params, device_rows, **logp_kwargs)[0])
     scores = jnp.asarray(rewards.reshape(-1))
+    reward_kl = None
     if ref_params is not None and algo.kl_in_reward:
       scores = algorithms.sequence_reward_minus_kl(
           scores, old_logp, ref_logp, rows["mask"], kl_coef=float(algo.kl_coef),
           kl_estimator=algo.kl_estimator)
+      # The KL folded into the reward is not seen by the loss: log its token mean as "kl".
+      kl_tok = algorithms.kl_estimate(algo.kl_estimator, jnp.asarray(old_logp), jnp.asarray(ref_logp))
+      reward_kl = float(jnp.sum(kl_tok * rows["mask"]) / max(float(rows["mask"].sum()), 1.0))
     adv = algorithms.compute_advantages(algo.advantage, scores.reshape(-1, g),
                                         **dict(algo.advantage_options or {}))
     adv = np.asarray(adv).reshape(-1) * valid
@@ -472,6 +476,8 @@ def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> d
 
     record = _step_metrics(groups, collected["stats"], update_metrics, rows, t_roll, t_logp,
                            t_update, time.time() - t0)
+    if reward_kl is not None:
+      record["kl"] = reward_kl
     record["lr"] = float(builders.learning_rate_schedule(cfg.optim, total_steps * epochs * num_mb)(
         (step + 1) * epochs * num_mb))
     done = step + 1
