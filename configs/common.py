@@ -130,7 +130,7 @@ def base() -> ml_collections.ConfigDict:
   c.checkpoint.max_to_keep = 2
 
   c.log = ml_collections.ConfigDict()
-  c.log.progress_bar = False
+  c.log.progress_bar = True  # tqdm bar on stderr (only when stderr is a terminal)
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.sharding_rules = config_dict.placeholder(tuple)  # None: rlvr_jax.parallel.rules.DEFAULT_RULES

@@ -75,7 +75,8 @@ class MetricsWriter:
         self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
       except ImportError:  # optional dependency; the jsonl file has everything
         self._tb = None
-    if progress_bar and total_steps:
+    # A bar only helps a person watching a terminal; in logs (CI, SLURM) it is noise.
+    if progress_bar and total_steps and sys.stderr.isatty():
       try:
         from tqdm import tqdm
         self._bar = tqdm(total=total_steps, desc="rl", unit="step", file=sys.stderr,
