@@ -85,17 +85,18 @@ def bench_transformers(path, new: int, repeats: int) -> dict[str, float]:
   import transformers
   transformers.utils.logging.set_verbosity_error()
   torch.set_num_threads(os.cpu_count() or 1)
-  model = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
+  device = "cuda" if torch.cuda.is_available() else "cpu"  # on a GPU machine, compare GPU with GPU
+  model = transformers.AutoModelForCausalLM.from_pretrained(path).eval().to(device)
   out = {}
   for name, p, g, tp in WORKLOADS:
-    ids = torch.tensor(make_prompts(p, tp, seed=p))
+    ids = torch.tensor(make_prompts(p, tp, seed=p), device=device)
 
     def run():
       with torch.no_grad():
         seqs = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
                               temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=new, min_new_tokens=new,
                               num_return_sequences=g, eos_token_id=None, pad_token_id=0)
-      return seqs.numpy()
+      return seqs.cpu().numpy()  # the copy to the host also waits for the device
 
     assert run().shape == (p * g, tp + new)
     out[name] = p * g * new / best_time(run, repeats)
@@ -212,7 +213,9 @@ def main() -> None:
             "transformers": bench_transformers(tmp, args.new, args.repeats),
             "tunix": bench_tunix(tmp, args.new, args.repeats, args.tunix_python)}
   print(f"machine: {machine()}; load avg before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
-  print(f"commit {commit()}; jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__}, "
+  torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+  print(f"commit {commit()}; jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
+        f"({torch_device}), "
         f"transformers {transformers.__version__}; model {n_params / 1e6:.2f}M params; "
         f"{args.new} new tokens, temperature 1, best of {args.repeats}")
   tunix = rows["tunix"]
