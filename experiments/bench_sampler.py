@@ -23,7 +23,6 @@ import os
 import pathlib
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 

@@ -1,5 +1,4 @@
 """Shared pieces of the sampler tests: tiny models and an independent reference decoder."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
