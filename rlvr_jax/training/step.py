@@ -127,18 +127,20 @@ def policy_loss_fn(params: nnx.State, micro: dict[str, Array], *, graphdef: nnx.
 def _accumulate(loss_fn, params, micro_batches, num_micro: int):
   """Sum of per-micro-batch grads and combined metrics, via lax.scan (one compiled body)."""
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  first = jax.tree.map(lambda x: x[0], micro_batches)
-  (_, metrics0), grads0 = grad_fn(params, first)
   if num_micro == 1:
-    return grads0, metrics0
+    (_, metrics), grads = grad_fn(params, jax.tree.map(lambda x: x[0], micro_batches))
+    return grads, metrics
+  # Zero-initialised carries keep the gradient body in the scan only (compiled once).
+  first = jax.tree.map(lambda x: x[0], micro_batches)
+  metric_shapes = jax.eval_shape(lambda: grad_fn(params, first)[0][1])
+  init = (jax.tree.map(jnp.zeros_like, params), _metric_init(metric_shapes))
 
   def body(carry, micro):
     grads, metrics = carry
     (_, m), g = grad_fn(params, micro)
     return (jax.tree.map(jnp.add, grads, g), _combine(metrics, m)), None
 
-  rest = jax.tree.map(lambda x: x[1:], micro_batches)
-  (grads, metrics), _ = jax.lax.scan(body, (grads0, metrics0), rest)
+  (grads, metrics), _ = jax.lax.scan(body, init, micro_batches)
   return grads, metrics
 
 
