@@ -124,6 +124,9 @@ def base() -> ml_collections.ConfigDict:
 
   c.train = ml_collections.ConfigDict()
   c.train.logprob_impl = config_dict.placeholder(str)  # None: best for the backend
+  # Steps whose loss or gradient is NaN/inf are skipped (no update) and counted; more than this many
+  # stops the run with an error, leaving the last good checkpoint.
+  c.train.max_nonfinite_steps = 5
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 50

@@ -415,6 +415,7 @@ def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> d
   host_rng = np.random.default_rng([cfg.seed, start])
   g = int(cfg.rollout.num_samples)
   step = start
+  nonfinite_steps = 0
   for step in range(start, total_steps):
     t0 = time.time()
     host_rng = np.random.default_rng([cfg.seed, step])
@@ -486,9 +487,26 @@ def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> d
                                  eval_examples[:int(cfg.eval.every_size)], seed=cfg.seed,
                                  **dict(eval_kwargs, num_samples=0))
       record["eval/greedy_accuracy"] = quick["greedy_accuracy"]
+    # A non-finite loss or gradient skips that update inside rl_update (params and optimizer state
+    # kept); count such steps and stop once there are too many, leaving the last good checkpoint.
+    skipped = int(sum(float(m["nonfinite"]) for m in update_metrics))
+    nonfinite_steps += int(skipped > 0)
+    record["nonfinite_updates"] = skipped
+    record["nonfinite_steps_total"] = nonfinite_steps
     writer.write(done, record)
+    if skipped:
+      logging.warning("step %d: %d update(s) with a non-finite loss or gradient were skipped "
+                      "(%d such steps so far)", done, skipped, nonfinite_steps)
+    if nonfinite_steps > int(cfg.train.max_nonfinite_steps):
+      ckpt.wait()
+      writer.close()
+      raise RuntimeError(
+          f"step {done}: {nonfinite_steps} steps had a non-finite loss or gradient, more than "
+          f"config.train.max_nonfinite_steps={cfg.train.max_nonfinite_steps}; stopping. The last "
+          f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is intact.")
     stopping = multihost.any_process(stop.set)  # every process stops at the same step
-    if (int(cfg.checkpoint.every) and done % int(cfg.checkpoint.every) == 0) or stopping:
+    if ((int(cfg.checkpoint.every) and done % int(cfg.checkpoint.every) == 0 and not skipped)
+        or stopping):
       save(done)
     if stopping:
       ckpt.wait()

@@ -185,12 +185,20 @@ def state_shardings(params: Any, param_shardings: Any, tx: optax.GradientTransfo
 
 
 def _apply(params, opt_state, grads, metrics, tx):
-  updates, opt_state = tx.update(grads, opt_state, params)
-  params = optax.apply_updates(params, updates)
+  """The optax step, skipped (params and optimizer state kept) when the loss or a gradient is not
+  finite; ``metrics["nonfinite"]`` is 1 for a skipped step so the loop can count and stop."""
+  updates, new_opt_state = tx.update(grads, opt_state, params)
+  new_params = optax.apply_updates(params, updates)
+  grad_norm = optax.global_norm(grads)
+  finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+  keep = lambda new, old: jnp.where(finite, new, old)
+  params = jax.tree.map(keep, new_params, params)
+  opt_state = jax.tree.map(keep, new_opt_state, opt_state)
   metrics = dict(metrics)
-  metrics["grad_norm"] = optax.global_norm(grads)
+  metrics["grad_norm"] = grad_norm
   metrics["param_norm"] = optax.global_norm(params)
-  metrics["update_norm"] = optax.global_norm(updates)
+  metrics["update_norm"] = jnp.where(finite, optax.global_norm(updates), 0.0)
+  metrics["nonfinite"] = 1.0 - finite.astype(jnp.float32)
   return params, opt_state, metrics
 
 

@@ -44,6 +44,9 @@ def test_config_builds_locked_and_rejects_typos(name):
     parse([path, "--config.algo.clip_hgh=0.3"])
   with pytest.raises((AttributeError, KeyError), match="no_such_section"):
     parse([path, "--config.no_such_section.x=1"])
+  # A value of the wrong type names the flag and the bad value.
+  with pytest.raises(flags.IllegalFlagValueError, match="total_steps=abc"):
+    parse([path, "--config.total_steps=abc"])
 
 
 @pytest.mark.parametrize("name", NAMES)
