@@ -104,6 +104,8 @@ def base() -> ml_collections.ConfigDict:
   c.sft.batch_size = 64
   c.sft.micro_batch_size = 0
   c.sft.target = "{answer}"  # formatted with the example's fields, eos appended
+  c.sft.teacher = "template"  # who writes the targets: rlvr_jax.training.sft.TEACHERS
+  c.sft.teacher_options = ml_collections.ConfigDict()
   c.sft.log_every = 100
   c.sft.optim = ml_collections.ConfigDict(dict(name="adamw", lr=1e-3, warmup_steps=50,
                                                schedule="cosine", min_lr_ratio=0.1,

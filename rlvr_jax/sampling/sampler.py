@@ -9,7 +9,7 @@ Shape of the computation, for P prompts left-padded to Tp tokens, G samples each
 1. Prefill at batch P (the G-fold saving): ``Transformer.decode`` over the first Tp - 1 prompt
    columns writes their keys/values. Its logits are unused, so XLA drops the [P, Tp - 1, V]
    unembedding (``decode`` has no "last position only" option).
-2. Fan-out: the [L, P, Tp - 1, K, H] prompt cache is repeated to P*G rows (samples of one prompt
+2. Fan-out: the [L, P, K, Tp - 1, H] prompt cache is repeated to P*G rows (samples of one prompt
    adjacent).
 3. ``lax.while_loop`` runs ``decode`` one token at a time at batch P*G: step 0 feeds the last
    prompt column (every left-padded prompt's last real token; recomputing that one token G times
@@ -51,7 +51,7 @@ TRACE_COUNTS: collections.Counter = collections.Counter()
 # Logical axis names of the sampler's own arrays. They only act inside
 # ``rlvr_jax.parallel.constraints.use_mesh`` and keep the fanned-out rows on the device that
 # prefilled their prompt (the model tags the cache the same way inside ``decode``).
-_CACHE = ("layer", "batch", "length", "kv_heads", "head_dim")
+_CACHE = ("layer", "batch", "kv_heads", "length", "head_dim")
 _ROWS = ("batch",)
 _ROWS_T = ("batch", None)
 
@@ -115,7 +115,7 @@ def _is_stop(tokens: Int[Array, "B"], eos_ids: tuple[int, ...]) -> Bool[Array, "
 
 def prefill(model, prompt_tokens: Int[Array, "P Tp"], prompt_mask: Bool[Array, "P Tp"]
             ) -> tuple[dict[str, jax.Array], Int[Array, "P"]]:
-  """Writes the keys/values of all but the last prompt column; returns (cache [L, P, Tp - 1, K, H],
+  """Writes the keys/values of all but the last prompt column; returns (cache [L, P, K, Tp - 1, H],
   prompt lengths [P]).
 
   The logits of this call are unused, so XLA drops the [P, Tp - 1, V] unembedding. The last column
@@ -160,20 +160,20 @@ def sample_padded(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: Int[A
   model = nnx.merge(graphdef, state)
   g, n = config.num_samples, config.max_new_tokens
   tp = prompt_tokens.shape[1]
-  prompt_cache, prompt_len = prefill(model, prompt_tokens, prompt_mask)  # [L, P, Tp - 1, K, H], [P]
+  prompt_cache, prompt_len = prefill(model, prompt_tokens, prompt_mask)  # [L, P, K, Tp - 1, H], [P]
   prompt_len = _fan_out(prompt_len, g)  # [B], B = P * G
   b = prompt_len.shape[0]
   # Decode cache: each prompt's KV repeated G times, then one slot per step: the last prompt token
   # (fed at step 0) and new tokens 0..N-2 (token N-1 is sampled but never fed back). The slots are
   # added phase by phase (see `phase_ends`), so early steps attend over a shorter cache.
-  cache = {name: _fan_out(prompt_cache[name], g, axis=1) for name in ("k", "v")}  # [L, B, Tp - 1, K, H]
+  cache = {name: _fan_out(prompt_cache[name], g, axis=1) for name in ("k", "v")}  # [L, B, K, Tp - 1, H]
   kv_mask = _fan_out(prompt_mask[:, :-1].astype(bool), g)  # [B, Tp - 1]
   prompt_len = constrain(prompt_len, _ROWS)
 
   def run_phase(carry, start, end):
     t, cache, prev, tokens, logprobs, lengths, stopped = carry
     empty = model.init_cache(b, end - start)
-    cache = {name: constrain(jnp.concatenate([cache[name], empty[name]], axis=2), _CACHE) for name in cache}
+    cache = {name: constrain(jnp.concatenate([cache[name], empty[name]], axis=3), _CACHE) for name in cache}
     # Slots after the prompt are always visible: causality in `decode` hides those not written yet.
     mask = constrain(jnp.concatenate([kv_mask, jnp.ones((b, end), bool)], axis=1), _ROWS_T)  # [B, Tp-1+end]
 

@@ -2,12 +2,17 @@
 
 Trains on (prompt, target) pairs made from the task source: the prompt is the run's templated
 question, the target ``config.sft.target`` formatted with the example (default ``"{answer}"``) plus
-the tokenizer's end-of-sequence token. The result is cached in ``<workdir>/sft/`` (orbax), so a
+the tokenizer's end-of-sequence token. ``config.sft.teacher`` picks who writes the target from the
+registry `TEACHERS`: "template" (the default: the formatted target, i.e. the reference answer) or an
+imperfect demonstrator such as "careless_arithmetic" (RLVR's usual setting: imitation of a flawed
+teacher first, then reinforcement against a verifier). The result is cached in ``<workdir>/sft/`` (orbax), so a
 resumed or repeated run with the same workdir skips it.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import time
 from typing import Any, Callable, Mapping
 
@@ -29,6 +34,97 @@ def format_target(template: str, example: Mapping[str, Any]) -> str:
   except (KeyError, IndexError) as e:
     raise ValueError(f"config.sft.target={template!r} needs field {e} that example "
                      f"{example.get('id')!r} does not have (fields: {sorted(example)})") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Teachers: who writes the warm-start targets
+# ------------------------------------------------------------------------------------------------
+
+Teacher = Callable[..., str]
+TEACHERS: dict[str, Teacher] = {}
+
+
+def register_teacher(name: str):
+  def wrap(fn: Teacher) -> Teacher:
+    if name in TEACHERS:
+      raise ValueError(f"teacher {name!r} is already registered")
+    TEACHERS[name] = fn
+    return fn
+  return wrap
+
+
+@register_teacher("template")
+def template_teacher(example: Mapping[str, Any], *, target: str) -> str:
+  """The reference target: ``config.sft.target`` formatted with the example's fields."""
+  return format_target(target, example)
+
+
+def _uniform(example: Mapping[str, Any], seed: int) -> float:
+  """A per-example number in [0, 1) fixed by the example's id (or question) and ``seed``."""
+  key = f"{seed}:{example.get('id', example.get('question'))}".encode()
+  return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") / 2.0**64
+
+
+def careless_add(a: int, b: int) -> int:
+  """a + b (a, b >= 0) column by column, forgetting every carry: 78 + 45 -> 113."""
+  out, place = 0, 1
+  while a >= 10 or b >= 10:
+    out += ((a % 10 + b % 10) % 10) * place
+    a, b, place = a // 10, b // 10, place * 10
+  return out + (a + b) * place
+
+
+def careless_sub(a: int, b: int) -> int:
+  """a - b (a, b >= 0) column by column, taking the smaller digit from the larger instead of
+  borrowing (the classic "smaller-from-larger" error): 52 - 38 -> 26; a < b gives -(b ~ a)."""
+  if a < b:
+    return -careless_sub(b, a)
+  out, place = 0, 1
+  while a or b:
+    out += abs(a % 10 - b % 10) * place
+    a, b, place = a // 10, b // 10, place * 10
+  return out
+
+
+_BINARY = re.compile(r"^\s*(\d+)\s*([+-])\s*(\d+)\s*=?\s*$")
+
+
+@register_teacher("careless_arithmetic")
+def careless_arithmetic_teacher(example: Mapping[str, Any], *, target: str, error_rate: float = 0.6,
+                                seed: int = 0, prefix: str = "") -> str:
+  """A student-like demonstrator for ``a + b`` / ``a - b`` questions (reasoning-gym chain_sum with
+  two terms): on a fixed fraction ``error_rate`` of the examples (chosen by hashing the example id
+  with ``seed``) it forgets carries (`careless_add`) or borrows (`careless_sub`); otherwise, and
+  whenever the slip changes nothing, it gives the reference target. Only carry/borrow problems can
+  be wrong, so a model imitating it is wrong on those more often than right, while its samples
+  still contain the correct column rule: headroom that a verifier-driven RL stage can recover.
+
+  ``prefix`` is removed from the question before parsing (e.g. chain_sum's instruction). A
+  question that is not ``<int> <+|-> <int> [=]`` raises ValueError naming the example.
+  """
+  question = str(example["question"])
+  if prefix and question.startswith(prefix):
+    question = question[len(prefix):]
+  m = _BINARY.match(question)
+  if m is None:
+    raise ValueError(f"careless_arithmetic teacher: example {example.get('id')!r} has question "
+                     f"{example['question']!r}, not '<int> + <int>' or '<int> - <int>'")
+  if _uniform(example, seed) >= error_rate:
+    return format_target(target, example)
+  a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
+  wrong = careless_add(a, b) if op == "+" else careless_sub(a, b)
+  return format_target(target, {**example, "answer": str(wrong)})
+
+
+def make_teacher(cfg: Any) -> Callable[[Mapping[str, Any]], str]:
+  """``example -> target text`` for the ``config.sft`` section (teacher name and options)."""
+  name = cfg.get("teacher", "template") or "template"
+  if name not in TEACHERS:
+    raise ValueError(f"config.sft.teacher={name!r} is not registered; choose from {sorted(TEACHERS)}")
+  options = cfg.get("teacher_options") or {}
+  options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
+  fn = TEACHERS[name]
+  return lambda example: fn(example, target=cfg.target, **options)
 
 
 def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: Any, tokenizer: Any,
@@ -62,6 +158,7 @@ def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: A
                                      seed=seed + 1, shard_index=jax.process_index(),
                                      shard_count=jax.process_count())
   eos = list(tokenizer.eos_ids[:1])
+  teacher = make_teacher(cfg)
   micro = int(cfg.get("micro_batch_size", 0) or cfg.batch_size)
   if int(cfg.batch_size) % micro:
     raise ValueError(f"config.sft.batch_size={cfg.batch_size} is not a multiple of "
@@ -71,7 +168,7 @@ def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: A
   for i in range(steps):
     examples = next(it)
     prompts = [prompt_fn(ex) for ex in examples]
-    targets = [tokenizer.encode(format_target(cfg.target, ex)) + eos for ex in examples]
+    targets = [tokenizer.encode(teacher(ex)) + eos for ex in examples]
     if jax.process_count() > 1:
       pairs = multihost.gather_rows([[p, t] for p, t in zip(prompts, targets)])
       prompts, targets = [p for p, _ in pairs], [t for _, t in pairs]

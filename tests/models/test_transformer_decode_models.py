@@ -52,7 +52,7 @@ def test_prefill_then_decode_matches_forward(name):
   kv_mask[:, :p] = prompt_mask
   prompt_pos = np.maximum(np.cumsum(prompt_mask, 1) - 1, 0)
   cache = model.init_cache(b, s)
-  assert cache["k"].shape == (2, b, s, 2, model.config.head_dim)
+  assert cache["k"].shape == (2, b, 2, s, model.config.head_dim)
   prefill, cache = step(state, jnp.asarray(prompt, jnp.int32), jnp.asarray(prompt_pos, jnp.int32), cache,
                         jnp.int32(0), jnp.asarray(kv_mask))
   steps = []
