@@ -222,6 +222,15 @@ def rollout_rows(groups: Sequence[dict], *, pad_id: int, group_size: int,
 # The run
 # ------------------------------------------------------------------------------------------------
 
+def _sft_settings(cfg: Any) -> dict:
+  """The config entries a cached warm start depends on (checked when a workdir reuses it)."""
+  def plain(x):
+    return x.to_dict() if hasattr(x, "to_dict") else x
+  return {"sft": plain(cfg.sft), "model": plain(cfg.model), "tokenizer": plain(cfg.tokenizer),
+          "data.train": plain(cfg.data.train), "data.template": cfg.data.template,
+          "data.template_options": plain(cfg.data.template_options), "seed": cfg.seed}
+
+
 def _template_fn(cfg: Any, tokenizer: Any):
   options = dict(cfg.data.template_options or {})
   if cfg.data.template == "chat":
@@ -345,7 +354,7 @@ def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> d
           params, graphdef=graphdef, cfg=cfg.sft, source=train_source, tokenizer=tokenizer,
           prompt_fn=prompt_fn, workdir=workdir, seed=cfg.seed, logprob_impl=impl,
           put_batch=put_batch, param_shardings=shardings, replicated=mesh_lib.replicated(mesh),
-          log=say)
+          log=say, settings=_sft_settings(cfg))
     if not sft_info.get("cached"):
       say(f"sft: {sft_info['steps']} steps in {sft_info['time_s']:.1f}s, final loss "
           f"{sft_info['final_loss']:.4f}")

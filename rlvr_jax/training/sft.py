@@ -11,6 +11,7 @@ resumed or repeated run with the same workdir skips it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import time
@@ -127,16 +128,40 @@ def make_teacher(cfg: Any) -> Callable[[Mapping[str, Any]], str]:
   return lambda example: fn(example, target=cfg.target, **options)
 
 
+def _check_settings(path: str, settings: Mapping[str, Any] | None, directory: str) -> None:
+  if settings is None:
+    return
+  if not os.path.exists(path):
+    logging.warning("sft: %s has no settings.json (made by an older version); reusing it unchecked",
+                    directory)
+    return
+  with open(path) as f:
+    cached = json.load(f)
+  differ = sorted(k for k in set(cached) | set(settings) if cached.get(k) != settings.get(k))
+  if differ:
+    raise ValueError(f"the cached warm start in {directory} was made with different settings "
+                     f"({', '.join(differ)}); use a new --workdir or delete {directory}")
+
+
 def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: Any, tokenizer: Any,
                prompt_fn: Callable[[Mapping], list[int]], workdir: str, seed: int,
                logprob_impl: str | None, put_batch: Callable[[dict], dict],
                param_shardings: Any = None, replicated: Any = None,
-               log: Callable[[str], None] = print) -> tuple[nnx.State, dict]:
-  """Runs ``cfg.steps`` supervised steps (or restores the cached result). Returns (params, info)."""
+               log: Callable[[str], None] = print,
+               settings: Mapping[str, Any] | None = None) -> tuple[nnx.State, dict]:
+  """Runs ``cfg.steps`` supervised steps (or restores the cached result). Returns (params, info).
+
+  ``settings`` (JSON-able: the config sections the warm start depends on) is stored next to the
+  cached params; a later run in the same workdir whose settings differ gets a ValueError naming
+  the differing entries instead of silently reusing a warm start made for another config.
+  """
   directory = os.path.abspath(os.path.join(workdir, "sft"))
   checkpointer = ocp.StandardCheckpointer()
   done = os.path.join(directory, "params")
+  settings_path = os.path.join(directory, "settings.json")
+  settings = None if settings is None else json.loads(json.dumps(settings, sort_keys=True, default=str))
   if os.path.isdir(done):
+    _check_settings(settings_path, settings, directory)
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                             params)
     restored = checkpointer.restore(done, abstract)
@@ -186,6 +211,11 @@ def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: A
   # Block before saving so the timing covers the work, then write atomically.
   params = jax.block_until_ready(params)
   elapsed = time.time() - t0
+  if settings is not None and jax.process_index() == 0:
+    os.makedirs(directory, exist_ok=True)
+    with open(settings_path + ".tmp", "w") as f:
+      json.dump(settings, f, indent=1, sort_keys=True)
+    os.replace(settings_path + ".tmp", settings_path)
   checkpointer.save(done, params)
   checkpointer.wait_until_finished()
   return params, {"cached": False, "steps": steps, "time_s": elapsed,

@@ -58,3 +58,24 @@ def test_bad_rows_are_counted_and_a_raising_reward_is_survived(tmp_path):
     assert row[f"reward_fail/{helpers.RAISING_REWARD}"] == batch  # every item counted as failed
     assert row[f"reward/{helpers.RAISING_REWARD}"] == 0.0  # and scored 0
     assert row["reward_fail/exact_match"] == 0
+
+
+def test_cached_warm_start_made_for_other_settings_is_refused(tmp_path):
+  """quickstart:cpu runs a 2-step warm start (cached in <workdir>/sft with its settings); the same
+  workdir with another teacher must not silently reuse it, while the same config does."""
+  cfg = helpers.get_config("quickstart", "cpu")
+  cfg.total_steps = 1
+  cfg.eval.size = 0
+  run_dir = str(tmp_path / "run")
+  loop.run(cfg, run_dir)
+  assert (tmp_path / "run" / "sft" / "settings.json").exists()
+  assert (tmp_path / "run" / "sft" / "params").is_dir()
+  changed = helpers.get_config("quickstart", "cpu")
+  changed.total_steps = 1
+  changed.eval.size = 0
+  changed.sft.teacher = "template"
+  with pytest.raises(ValueError, match=r"different settings \(sft\).*--workdir"):
+    loop.run(changed, run_dir)
+  cfg.total_steps = 2  # same warm-start settings: reused, and the run resumes to step 2
+  loop.run(cfg, run_dir)
+  assert [r["step"] for r in helpers.read_metrics(run_dir)] == [1, 2]
