@@ -247,11 +247,12 @@ def _template_fn(cfg: Any, tokenizer: Any):
 def _corpus(source, template, cfg) -> list[str]:
   # Text a trained tokenizer must cover: prompts and answers (and SFT targets).
   n = min(len(source), 20000)
+  target = sft.make_teacher(cfg.sft) if cfg.sft.steps else lambda ex: str(ex["answer"])
   texts = []
   for i in range(n):
     ex = source[i]
     texts.append(template(ex["question"]))
-    texts.append(sft.format_target(cfg.sft.target, ex) if cfg.sft.steps else str(ex["answer"]))
+    texts.append(target(ex))  # the warm start's targets, as its teacher writes them
   return texts
 
 

@@ -5,8 +5,9 @@ question, the target ``config.sft.target`` formatted with the example (default `
 the tokenizer's end-of-sequence token. ``config.sft.teacher`` picks who writes the target from the
 registry `TEACHERS`: "template" (the default: the formatted target, i.e. the reference answer) or an
 imperfect demonstrator such as "careless_arithmetic" (RLVR's usual setting: imitation of a flawed
-teacher first, then reinforcement against a verifier). The result is cached in ``<workdir>/sft/`` (orbax), so a
-resumed or repeated run with the same workdir skips it.
+teacher first, then reinforcement against a verifier). The result is cached in ``<workdir>/sft/``
+(orbax) with the settings it was made with, so a resumed or repeated run with the same workdir
+skips it, and one with different warm-start settings is refused.
 """
 from __future__ import annotations
 
