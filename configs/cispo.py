@@ -74,8 +74,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.algo.entropy_coef = 0.0
   c.algo.epochs = 1
   c.algo.num_minibatches = 16  # [dapo]
-  c.algo.dynamic_sampling = True  # [recall: taken from DAPO]
-  c.algo.max_gen_batches = 10  # [dapo]
+  common.dynamic_sampling(c, metric="accuracy", max_gen_batches=10)  # [recall: taken from DAPO]
 
   # --- optimizer ---------------------------------------------------------------------------------
   c.optim.name = "adamw"

@@ -83,9 +83,23 @@ def base() -> ml_collections.ConfigDict:
   c.algo.num_minibatches = 1  # optimizer steps per epoch
   c.algo.micro_batch_size = 0  # rows per gradient-accumulation step (0: whole mini-batch)
   c.algo.shuffle = True
-  c.algo.dynamic_sampling = False  # DAPO: drop zero-variance groups and resample
-  c.algo.max_gen_batches = 3  # DAPO: at most this many generation batches per step
+  c.algo.loss_options = ml_collections.ConfigDict()  # the loss's own options (checked by name)
+  # Extra loss terms on the same rows: [{name, weight, options}] (rlvr_jax.algorithms.AUX_LOSSES).
+  c.algo.aux_losses = []
   c.algo.force_old_logprobs = False  # recompute old log-probs even when strictly on-policy
+
+  # How a batch of examples becomes rollout rows (rlvr_jax.episodes.EPISODES).
+  c.episode = ml_collections.ConfigDict()
+  c.episode.name = "single_turn"
+  c.episode.options = ml_collections.ConfigDict()
+
+  # What of the sampled rows is trained on, and how many rollouts each prompt gets.
+  c.batch = ml_collections.ConfigDict()
+  c.batch.builders = []  # [{name, options}] in order (rlvr_jax.episodes.BATCH_BUILDERS)
+  c.batch.max_gen_batches = 3  # generation batches per step when a builder drops groups
+  c.batch.allocator = "uniform"  # per-prompt rollout counts (rlvr_jax.episodes.ALLOCATORS)
+  c.batch.allocator_options = ml_collections.ConfigDict()
+  c.batch.track_prompt_stats = False  # keep per-prompt statistics (on for non-uniform allocators)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adamw"
@@ -140,6 +154,16 @@ def base() -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.sharding_rules = config_dict.placeholder(tuple)  # None: rlvr_jax.parallel.rules.DEFAULT_RULES
   return c
+
+
+def dynamic_sampling(c: ml_collections.ConfigDict, *, metric: str = "accuracy",
+                     max_gen_batches: int = 3) -> None:
+  """DAPO dynamic sampling (arXiv 2503.14476, sec. 3.2) as the first batch builder: groups whose
+  ``metric`` (accuracy as in the paper, or the total reward) has no spread are dropped and at most
+  ``max_gen_batches`` generation batches are drawn to refill the step."""
+  c.batch.builders = [dict(name="dynamic_sampling", options=dict(metric=metric))] + [
+      b for b in c.batch.builders if b["name"] != "dynamic_sampling"]
+  c.batch.max_gen_batches = max_gen_batches
 
 
 def tiny_model(c: ml_collections.ConfigDict, *, hidden: int = 64, layers: int = 2, heads: int = 4,

@@ -76,8 +76,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.algo.entropy_coef = 0.0  # [recipe]
   c.algo.epochs = 1  # [recipe]
   c.algo.num_minibatches = 16  # mini-batch of 32 prompts: 16 updates per rollout [paper sec. 4.1]
-  c.algo.dynamic_sampling = True  # drop groups whose accuracy is all 0 or all 1 [paper sec. 3.2]
-  c.algo.max_gen_batches = 10  # [recipe max_num_gen_batches]
+  # Dynamic sampling: drop groups whose accuracy is all 0 or all 1 and refill [paper sec. 3.2],
+  # at most 10 generation batches per step [recipe max_num_gen_batches].
+  common.dynamic_sampling(c, metric="accuracy", max_gen_batches=10)
 
   # --- optimizer ---------------------------------------------------------------------------------
   c.optim.name = "adamw"  # [paper sec. 4.1]

@@ -74,7 +74,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.algo.entropy_coef = 0.0
   c.algo.epochs = 1  # mu = 1 [recall]
   c.algo.num_minibatches = 1
-  c.algo.dynamic_sampling = False
 
   # --- optimizer ---------------------------------------------------------------------------------
   c.optim.name = "adamw"

@@ -70,7 +70,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.algo.epochs = 1  # mu [grpo]
   c.algo.num_minibatches = 1
   c.algo.micro_batch_size = 64  # rows per gradient-accumulation step (memory only)
-  c.algo.dynamic_sampling = False
 
   # --- optimizer ---------------------------------------------------------------------------------
   c.optim.name = "adamw"

@@ -66,7 +66,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.algo.entropy_coef = 0.0
   c.algo.epochs = 1
   c.algo.num_minibatches = 4  # each rollout batch split into 4 mini-batches [paper sec. 5.1]
-  c.algo.dynamic_sampling = False
 
   # --- optimizer ---------------------------------------------------------------------------------
   c.optim.name = "adamw"

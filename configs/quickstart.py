@@ -89,8 +89,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.algo.loss = "ppo_clip"
   c.algo.agg_mode = "seq-mean-token-mean"
   c.algo.epochs = 1
-  c.algo.dynamic_sampling = True
-  c.algo.max_gen_batches = 8
+  # Dynamic sampling on the exact-match reward (here reward and accuracy are the same 0/1 value).
+  common.dynamic_sampling(c, metric="accuracy", max_gen_batches=8)
 
   c.optim.lr = 5e-5
   c.optim.warmup_steps = 5
@@ -107,5 +107,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     common.cpu_variant(c)
     # A 2-step smoke run from a random model: every group scores 0, so dynamic sampling would mask
     # the whole batch; train on it as plain GRPO instead.
-    c.algo.dynamic_sampling = False
+    c.batch.builders = []
   return c

@@ -72,7 +72,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.algo.entropy_coef = 0.0
   c.algo.epochs = 1  # [openrlhf max_epochs]
   c.algo.num_minibatches = 8  # 1024 samples / train batch 128 [openrlhf train_batch_size]
-  c.algo.dynamic_sampling = False
 
   # --- optimizer ---------------------------------------------------------------------------------
   c.optim.name = "adamw"

@@ -31,6 +31,16 @@ reward: ``kl_in_reward`` (per-token rewards [N, T]) and ``sequence_reward_minus_
 forward direction (DPH-RL) on rehearsal samples of the initial policy: ``FORWARD_DIVERGENCES``,
 ``forward_kl_loss``.
 
+Trainer-facing forms (``estimate``): an estimator registered in row form,
+``fn(rewards [N], *, group_ids [N], <side inputs it names>, **options)``, sees a rollout record's
+rows whatever their grouping (ragged groups, roles, turns) plus side inputs (``SIDE_INPUTS``) and
+its own persistent ``state`` dict, and returns [N], [N, T] or an ``AdvantageOutput``. Built-in
+row-form estimators: ``reinforce_pp_token`` (per-token REINFORCE++), ``role_baseline`` (SPIRAL's
+RAE). Losses receive ``config.algo.loss_options`` (``check_loss_options``), the side inputs they
+name (``LOSS_SIDE_INPUTS``: entropy, ref_logp, behaviour_logp, batch_stats from an optional
+``prepare`` hook over the whole mini-batch); ``AUX_LOSSES`` are extra terms on the same rows
+(``forward_kl`` for DPH-RL).
+
 Aggregation: ``AGGREGATIONS`` (token-mean, seq-mean-token-mean, seq-mean-token-sum,
 seq-mean-token-sum-norm), ``aggregate``, ``global_normalizers``.
 
@@ -42,6 +52,10 @@ that formula on hand-worked cases.
 """
 from rlvr_jax.algorithms.advantages import (
     ADVANTAGES,
+    SIDE_INPUTS,
+    AdvantageOutput,
+    estimate,
+    estimator_options,
     TOKEN_ADVANTAGES,
     compute_advantages,
     group_std,
@@ -67,7 +81,15 @@ from rlvr_jax.algorithms.kl import (
     sequence_reward_minus_kl,
 )
 from rlvr_jax.algorithms.losses import (
+    AUX_LOSSES,
+    LOSS_SIDE_INPUTS,
     POLICY_LOSSES,
+    check_loss_options,
+    loss_needs,
+    loss_option_names,
+    masked_quantile,
+    prepare_options,
+    register_aux_loss,
     combine_metrics,
     forward_kl_loss,
     policy_loss,
@@ -78,6 +100,18 @@ from rlvr_jax.algorithms.token_stats import self_certainty_from_logits, self_cer
 
 __all__ = [
     "ADVANTAGES",
+    "AUX_LOSSES",
+    "AdvantageOutput",
+    "LOSS_SIDE_INPUTS",
+    "SIDE_INPUTS",
+    "check_loss_options",
+    "estimate",
+    "estimator_options",
+    "loss_needs",
+    "loss_option_names",
+    "masked_quantile",
+    "prepare_options",
+    "register_aux_loss",
     "AGGREGATIONS",
     "FORWARD_DIVERGENCES",
     "KL_ESTIMATORS",

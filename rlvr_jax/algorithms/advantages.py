@@ -13,9 +13,11 @@ since a single sample carries no within-group signal.
 """
 from __future__ import annotations
 
-from typing import Callable
+import inspect
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 AdvFn = Callable[..., Float[Array, "P G"]]
@@ -25,12 +27,27 @@ ADVANTAGES: dict[str, AdvFn] = {}
 TOKEN_ADVANTAGES: dict[str, TokenAdvFn] = {}
 
 
-def register_advantage(name: str) -> Callable[[AdvFn], AdvFn]:
-  """Adds ``fn(rewards [P, G], **options) -> [P, G]`` to ``ADVANTAGES``."""
+LAYOUTS = ("group", "batch", None)
+
+
+def register_advantage(name: str, *, layout: str | None = None) -> Callable[[AdvFn], AdvFn]:
+  """Adds an estimator to ``ADVANTAGES``, in one of two forms:
+
+  * rectangle form ``fn(rewards [P, G], **options) -> [P, G]`` (the public ``compute_advantages``
+    contract). ``layout`` says how the trainer runs it on ragged groups: ``"group"`` (each group's
+    advantages depend on that group only: groups are run by size), ``"batch"`` (groups are ignored:
+    run on [1, N]), or None (rectangular batches only; a ragged batch is an error).
+  * row form ``fn(rewards [N], *, group_ids [N], **side_inputs_and_options)``, recognised by a
+    ``group_ids`` parameter. It receives the side inputs its signature names (``SIDE_INPUTS``) and
+    returns advantages [N] or [N, T], or an `AdvantageOutput`.
+  """
+  if layout not in LAYOUTS:
+    raise ValueError(f"layout={layout!r}; choose one of {LAYOUTS}")
 
   def wrap(fn: AdvFn) -> AdvFn:
     if name in ADVANTAGES:
       raise ValueError(f"advantage estimator {name!r} is already registered")
+    fn.layout = layout
     ADVANTAGES[name] = fn
     return fn
 
@@ -73,7 +90,7 @@ def group_std(rewards: Float[Array, "P G"], ddof: int = 1) -> Float[Array, "P 1"
   return jnp.sqrt(var)
 
 
-@register_advantage("grpo")
+@register_advantage("grpo", layout="group")
 def grpo(
     rewards: Float[Array, "P G"], *, scale_by_std: bool = True, std_ddof: int = 1, eps: float = 1e-6
 ) -> Float[Array, "P G"]:
@@ -91,7 +108,7 @@ def grpo(
   return jnp.where(_degenerate(rewards), 0.0, centered)
 
 
-@register_advantage("dr_grpo")
+@register_advantage("dr_grpo", layout="group")
 def dr_grpo(rewards: Float[Array, "P G"]) -> Float[Array, "P G"]:
   """Dr. GRPO (arXiv 2503.20783, sec. 3.2): A_i = r_i - mean_j r_j, no std division.
 
@@ -100,7 +117,7 @@ def dr_grpo(rewards: Float[Array, "P G"]) -> Float[Array, "P G"]:
   return grpo(rewards, scale_by_std=False)
 
 
-@register_advantage("rloo")
+@register_advantage("rloo", layout="group")
 def rloo(rewards: Float[Array, "P G"]) -> Float[Array, "P G"]:
   """RLOO (Ahmadian et al., arXiv 2402.14740, eq. 5; Kool et al. 2019):
 
@@ -122,7 +139,7 @@ def _whiten(x, mask, eps):
   return jnp.where(spread > 0, centered / (std + eps), 0.0)
 
 
-@register_advantage("reinforce_pp")
+@register_advantage("reinforce_pp", layout="batch")
 def reinforce_pp(rewards: Float[Array, "P G"], *, eps: float = 1e-6) -> Float[Array, "P G"]:
   """REINFORCE++ (Hu et al., arXiv 2501.03262, eq. 7-8) with outcome rewards: the advantage is the
   reward normalised over the *whole batch*, A = (r - mean_batch r) / (std_batch r + eps).
@@ -200,3 +217,123 @@ def token_advantages(
         f"token_rewards {token_rewards.shape} and mask {mask.shape} must both be [N, T]"
     )
   return TOKEN_ADVANTAGES[name](token_rewards, mask, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer's entry point: rewards of a rollout record (any group layout) plus side inputs.
+
+# Side inputs a row-form estimator may name in its signature (the trainer passes those it has):
+#   group_ids [N] dense group index; lengths [N]; roles [N]; turns [N]; correct [N] bool;
+#   seq_logp [N] behaviour log-prob of each completion; mask [N, T] loss mask; scores [N] rewards
+#   before any KL penalty; kl_penalty [N, T] beta * per-token KL to the reference (0 without one);
+#   token_rewards [N, T] per-token reward terms (or None); meta dict of per-row arrays;
+#   state: the estimator's own slot of the run's algorithm state (a dict it may mutate; saved in
+#   every checkpoint as JSON).
+SIDE_INPUTS = ("group_ids", "lengths", "roles", "turns", "correct", "seq_logp", "mask", "scores",
+               "kl_penalty", "token_rewards", "meta", "state")
+
+
+class AdvantageOutput(NamedTuple):
+  """What a row-form estimator may return instead of a bare array: advantages [N] or [N, T] and
+  metrics (floats, logged as ``adv/<key>``)."""
+
+  advantages: Any
+  metrics: Mapping[str, float] | None = None
+
+
+def is_row_form(fn: Callable) -> bool:
+  return "group_ids" in inspect.signature(fn).parameters
+
+
+def estimator_options(name: str) -> list[str]:
+  """The options ``name`` accepts (for config validation)."""
+  fn = ADVANTAGES[name]
+  skip = ("rewards",) + (SIDE_INPUTS if is_row_form(fn) else ())
+  return [k for k, p in inspect.signature(fn).parameters.items()
+          if k not in skip and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def estimate(name: str, rewards: np.ndarray, *, group_ids: np.ndarray, rectangular: int | None,
+             side: Mapping[str, Any], options: Mapping[str, Any]) -> tuple[np.ndarray, dict]:
+  """Advantages [N] or [N, T] of a record's rewards [N] with ``ADVANTAGES[name]``.
+
+  Rectangle-form estimators get the [P, G] matrix when ``rectangular`` (= G) is set, which is
+  exactly the computation of ``compute_advantages``; on ragged groups they run as their
+  ``layout`` says. Row-form estimators get ``rewards`` [N], ``group_ids`` and the side inputs they
+  name. Returns (advantages as numpy, metrics).
+  """
+  if name not in ADVANTAGES:
+    raise ValueError(f"unknown advantage estimator {name!r}; choose one of {sorted(ADVANTAGES)}")
+  fn = ADVANTAGES[name]
+  unknown = sorted(set(options) - set(estimator_options(name)))
+  if unknown and not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()):
+    raise ValueError(f"advantage {name!r} got unknown options {unknown}; it accepts "
+                     f"{estimator_options(name)}")
+  if is_row_form(fn):
+    params = inspect.signature(fn).parameters
+    kwargs = {k: v for k, v in side.items() if k in params and k != "group_ids"}
+    out = fn(rewards, group_ids=group_ids, **kwargs, **options)
+    if isinstance(out, AdvantageOutput):
+      return np.asarray(out.advantages, np.float32), dict(out.metrics or {})
+    return np.asarray(out, np.float32), {}
+  if rectangular:
+    return np.asarray(fn(rewards.reshape(-1, rectangular), **options)).reshape(-1), {}
+  layout = getattr(fn, "layout", None)
+  if layout == "batch":
+    return np.asarray(fn(jnp.asarray(rewards).reshape(1, -1), **options)).reshape(-1), {}
+  if layout != "group":
+    raise ValueError(f"advantage {name!r} needs groups of equal size (a [P, G] batch) but this "
+                     "batch has ragged groups; use an estimator registered with layout='group' "
+                     "or 'batch', or a row-form one (see register_advantage)")
+  rewards = np.asarray(rewards)
+  adv = np.zeros(rewards.shape, np.float32)
+  # Ragged groups, run by size: stack the groups of each size into one [P_k, G_k] matrix.
+  dense = np.asarray(group_ids)
+  members = [np.flatnonzero(dense == g) for g in range(int(dense.max(initial=-1)) + 1)]
+  for size in sorted({len(m) for m in members if len(m)}):
+    rows = np.stack([m for m in members if len(m) == size])  # [P_k, G_k] row indices
+    adv[rows] = np.asarray(fn(jnp.asarray(rewards[rows]), **options))
+  return adv, {}
+
+
+@register_advantage("reinforce_pp_token")
+def reinforce_pp_token(rewards, *, group_ids, mask, scores, kl_penalty, gamma: float = 1.0,
+                       eps: float = 1e-6):
+  """REINFORCE++ with per-token rewards (Hu et al., arXiv 2501.03262, eq. 6-8): the outcome score
+  sits on the last response token, every token pays beta * KL_t to the reference
+  (``config.algo.kl_in_reward``), advantages are the returns-to-go whitened over every valid token
+  of the batch. Returns [N, T]. ``rewards`` (which already have the summed KL subtracted) are not
+  used: ``scores`` and ``kl_penalty`` place each term on its own token."""
+  del rewards, group_ids
+  mask = jnp.asarray(mask, jnp.float32)
+  last = jnp.maximum(jnp.sum(mask > 0, axis=-1) - 1, 0)  # [N] index of the last trained token
+  # (a response's trained tokens are a prefix of its row for the episodes that use this estimator)
+  onehot = (jnp.arange(mask.shape[1])[None, :] == last[:, None]).astype(jnp.float32)
+  token_rewards = onehot * jnp.asarray(scores, jnp.float32)[:, None] - jnp.asarray(kl_penalty)
+  return token_reinforce_pp(token_rewards * mask, mask, gamma=gamma, eps=eps)
+
+
+@register_advantage("role_baseline")
+def role_baseline(rewards, *, group_ids, roles, state, decay: float = 0.95):
+  """Role-conditioned advantage estimation, RAE (SPIRAL, arXiv 2506.24119; catalog 2.3 from the
+  reference code): every role p keeps an EMA baseline b_p (initially 0). Games (``group_ids``) are
+  taken in order; for game g with return R_p for role p, every row of that role gets
+  A = R_p - b_p (the baseline read before the update), then b_p <- decay * b_p + (1 - decay) R_p.
+  The baselines live in the run's algorithm state: checkpointed and restored on resume. The
+  return of a role in a game is the mean reward of its rows (zero-sum games give every row of a
+  role the same reward)."""
+  rewards = np.asarray(rewards, np.float32)
+  roles = np.asarray(roles)
+  group_ids = np.asarray(group_ids)
+  base = state.setdefault("baseline", {})
+  adv = np.zeros_like(rewards)
+  for g in dict.fromkeys(group_ids.tolist()):
+    in_game = group_ids == g
+    for role in dict.fromkeys(roles[in_game].tolist()):
+      rows = in_game & (roles == role)
+      key = str(int(role))
+      ret = float(rewards[rows].mean())
+      b = float(base.get(key, 0.0))
+      adv[rows] = ret - b
+      base[key] = decay * b + (1.0 - decay) * ret
+  return AdvantageOutput(adv, {f"baseline_role{k}": float(v) for k, v in sorted(base.items())})

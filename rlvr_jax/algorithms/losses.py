@@ -16,6 +16,7 @@ Notation (catalog.md 2.0): rho = exp(logp - old_logp), A the advantage, eps_lo /
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Mapping, Sequence
 
 import jax
@@ -33,16 +34,70 @@ POLICY_LOSSES: dict[str, LossFn] = {}
 _MAX_LOG_RATIO = 20.0
 
 
-def register_policy_loss(name: str) -> Callable[[LossFn], LossFn]:
-  """Adds a per-token loss ``fn`` (see module docstring) to ``POLICY_LOSSES``."""
+# Per-token side inputs a registered loss receives when its signature names them ([N, T] arrays,
+# or None where the run has none): the policy's entropy, the reference and behaviour (sampler)
+# log-probs, and ``batch_stats``: what the loss's ``prepare`` hook computed over the WHOLE
+# mini-batch (e.g. an entropy quantile), identical for every micro-batch.
+LOSS_SIDE_INPUTS = ("entropy", "ref_logp", "behaviour_logp", "batch_stats")
+_LOSS_ARGS = ("logp", "old_logp", "advantages", "mask")
+
+
+def register_policy_loss(name: str, *, prepare: Callable | None = None) -> Callable[[LossFn], LossFn]:
+  """Adds a per-token loss ``fn`` (see module docstring) to ``POLICY_LOSSES``.
+
+  ``prepare(*, logp, entropy, mask, old_logp, advantages, **options) -> dict`` (optional) runs once
+  per mini-batch on the current policy's log-probs / entropies of ALL its rows (no gradient)
+  before the micro-batches; its dict reaches ``fn`` as ``batch_stats``. Use it for statistics
+  that must not depend on the micro-batch split (a quantile over the mini-batch's tokens).
+  """
 
   def wrap(fn: LossFn) -> LossFn:
     if name in POLICY_LOSSES:
       raise ValueError(f"policy loss {name!r} is already registered")
+    fn.prepare = prepare
     POLICY_LOSSES[name] = fn
     return fn
 
   return wrap
+
+
+def _params(fn) -> Mapping[str, inspect.Parameter]:
+  return inspect.signature(fn).parameters
+
+
+def loss_option_names(name: str) -> list[str]:
+  """Options ``config.algo.loss_options`` may set for ``POLICY_LOSSES[name]`` (and its prepare)."""
+  fn = POLICY_LOSSES[name]
+  names = [k for k, p in _params(fn).items() if k not in _LOSS_ARGS + LOSS_SIDE_INPUTS
+           and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+  if getattr(fn, "prepare", None) is not None:
+    names += [k for k, p in _params(fn.prepare).items() if k not in _LOSS_ARGS + ("entropy",)
+              and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and k not in names]
+  return names
+
+
+def check_loss_options(name: str, options: Mapping[str, object]) -> dict:
+  """``options`` for loss ``name``; an unknown key is a ValueError listing the accepted ones."""
+  if name not in POLICY_LOSSES:
+    raise ValueError(f"unknown policy loss {name!r}; choose one of {sorted(POLICY_LOSSES)}")
+  options = dict(options)
+  valid = loss_option_names(name)
+  unknown = sorted(set(options) - set(valid) - {"clip_low", "clip_high", "dual_clip"})
+  if unknown:
+    raise ValueError(f"config.algo.loss_options: loss {name!r} got unknown options {unknown}; it "
+                     f"accepts {valid} (clip_low / clip_high / dual_clip are config.algo keys)")
+  return options
+
+
+def loss_needs(name: str) -> set[str]:
+  """The side inputs (``LOSS_SIDE_INPUTS``) loss ``name`` names in its signature."""
+  return {k for k in LOSS_SIDE_INPUTS if k in _params(POLICY_LOSSES[name])}
+
+
+def prepare_options(name: str, options: Mapping[str, object]) -> dict:
+  """The subset of ``options`` the loss's prepare hook accepts."""
+  prep = POLICY_LOSSES[name].prepare
+  return {k: v for k, v in options.items() if k in _params(prep)}
 
 
 def _ratio(log_ratio):
@@ -171,6 +226,8 @@ def policy_loss(
     global_tokens=None,
     global_seqs=None,
     norm_constant=None,
+    behaviour_logp: Float[Array, "N T"] | None = None,
+    batch_stats: Mapping[str, Array] | None = None,
     **loss_options,
 ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
   """Total loss = agg(l_pg) + kl_coef * agg(KL(pi || pi_ref)) - entropy_coef * agg(H).
@@ -191,7 +248,11 @@ def policy_loss(
       ``entropy_coef`` > 0 it is a bonus (subtracted from the loss). Always logged if given.
     global_tokens, global_seqs, norm_constant: normalisers of the WHOLE batch (see
       ``global_normalizers``); default to this call's own counts, right only for an unsplit batch.
-    **loss_options: extra keyword options of the chosen loss.
+    behaviour_logp: the sampler's log-probs [N, T] (truncated importance sampling), passed to
+      losses that name it.
+    batch_stats: the loss's ``prepare`` result over the whole mini-batch (see
+      ``register_policy_loss``), passed to losses that name it.
+    **loss_options: extra keyword options of the chosen loss (``config.algo.loss_options``).
 
   Returns:
     (loss, metrics). Metrics (scalars, sum-combinable across micro-batches unless _max/_min):
@@ -224,7 +285,14 @@ def policy_loss(
     if isinstance(dual_clip, (int, float)) and dual_clip <= 1.0:
       raise ValueError(f"dual_clip must be > 1 (verl uses 3, DAPO 10), got {dual_clip}")
     clip_opts["dual_clip"] = dual_clip
-  token_loss, stats = POLICY_LOSSES[name](logp, old_logp, adv, mask, **clip_opts)  # [N, T]
+  fn = POLICY_LOSSES[name]
+  side = {"entropy": entropy, "ref_logp": ref_logp, "behaviour_logp": behaviour_logp,
+          "batch_stats": batch_stats}
+  for key in loss_needs(name):
+    if side[key] is None and _params(fn)[key].default is inspect.Parameter.empty:
+      raise ValueError(f"policy loss {name!r} needs {key} but the trainer passed none")
+    clip_opts[key] = side[key]
+  token_loss, stats = fn(logp, old_logp, adv, mask, **clip_opts)  # [N, T]
 
   pg_loss = agg(token_loss)
   total = pg_loss
@@ -325,3 +393,63 @@ def reduce_metrics(metrics: Mapping[str, Array], axis_name: str) -> dict[str, Ar
     else:
       out[key] = jax.lax.psum(value, axis_name)
   return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Auxiliary loss terms (config.algo.aux_losses): extra terms added to the policy loss on the same
+# rows, e.g. DPH-RL's forward KL on rehearsal rows, LaSeR's self-reward MSE.
+
+AuxFn = Callable[..., tuple[Float[Array, ""], dict[str, Float[Array, ""]]]]
+AUX_LOSSES: dict[str, AuxFn] = {}
+
+
+def register_aux_loss(name: str) -> Callable[[AuxFn], AuxFn]:
+  """Adds ``fn(logp, mask, batch, *, global_tokens, global_seqs, **options) -> (loss, metrics)``.
+
+  ``logp`` / ``mask`` [N, T] are this micro-batch's current log-probs and loss mask; ``batch`` is
+  the micro-batch dict (every training-row field: ``ref_logp``, ``entropy`` (current policy),
+  ``role_ids``, ``turn_ids``, ``advantages``, ...). Normalise with the GLOBAL counts so that the
+  sum over micro-batches is the mini-batch value; metrics follow ``policy_loss``'s rules.
+  ``fn.needs`` (optional tuple) lists row fields it reads that the trainer only adds on request
+  (``ref_logp``, ``role_ids``, ``turn_ids``, ``behaviour_logp``).
+  """
+
+  def wrap(fn: AuxFn) -> AuxFn:
+    if name in AUX_LOSSES:
+      raise ValueError(f"auxiliary loss {name!r} is already registered")
+    AUX_LOSSES[name] = fn
+    return fn
+
+  return wrap
+
+
+def _role_mask(batch, mask, roles):
+  if roles is None:
+    return mask
+  if "role_ids" not in batch:
+    raise ValueError("roles= needs the rows' role_ids")
+  keep = jnp.isin(batch["role_ids"], jnp.asarray(tuple(roles)))  # [N]
+  return mask * keep[:, None].astype(mask.dtype)
+
+
+@register_aux_loss("forward_kl")
+def aux_forward_kl(logp, mask, batch, *, global_tokens, global_seqs, divergence: str = "k1",
+                   agg_mode: str = "token-mean", roles: tuple | None = None):
+  """DPH-RL's rehearsal term (arXiv 2509.07430) D(pi_ref || pi_theta) on rows drawn from the
+  reference (initial) policy: ``forward_kl_loss`` with the rows' ``ref_logp`` as pi_0, restricted
+  to the rows whose role is in ``roles`` (None: every row)."""
+  m = _role_mask(batch, mask, roles)
+  return forward_kl_loss(logp, batch["ref_logp"], m, divergence=divergence, agg_mode=agg_mode,
+                         global_tokens=global_tokens, global_seqs=global_seqs)
+
+
+aux_forward_kl.needs = ("ref_logp", "role_ids")
+
+
+def masked_quantile(x: Float[Array, "N T"], mask: Float[Array, "N T"], q) -> Float[Array, ""]:
+  """The ``q`` quantile (lower value, no interpolation) of ``x`` over the entries where mask > 0;
+  jittable (sorts all entries, invalid ones pushed to +inf)."""
+  flat = jnp.where(mask > 0, x, jnp.inf).reshape(-1)
+  count = jnp.sum(mask > 0)
+  k = jnp.clip(jnp.floor(q * (count - 1)).astype(jnp.int32), 0, flat.shape[0] - 1)
+  return jnp.sort(flat)[k]

@@ -69,9 +69,11 @@ class MeshSampler:
   def generate(self, model_or_params: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
                num_samples: int = 1, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                min_p: float = 0.0, eos_ids: Sequence[int] = (), seed: int = 0, pad_id: int = 0,
-               max_len: int | None = None) -> sampling.SampleResult:
-    """Same arguments and result as `rlvr_jax.sampling.generate`; ``model_or_params`` is a
-    `Transformer` or its params state (``nnx.split(model)[1]``)."""
+               max_len: int | None = None, temperature_end: float | None = None,
+               temperature_schedule: str = "constant") -> sampling.SampleResult:
+    """Same arguments and result as `rlvr_jax.sampling.generate` (including the per-position
+    ``temperature_schedule`` / ``temperature_end``); ``model_or_params`` is a `Transformer` or its
+    params state (``nnx.split(model)[1]``)."""
     if isinstance(model_or_params, nnx.Module):
       state = nnx.split(model_or_params)[1]
     else:
@@ -79,7 +81,8 @@ class MeshSampler:
     mc = self.model_config
     config = sampling.SamplerConfig(
         max_new_tokens=max_new_tokens, num_samples=num_samples, temperature=temperature,
-        top_k=top_k, top_p=top_p, min_p=min_p, eos_ids=tuple(eos_ids), pad_id=pad_id)
+        top_k=top_k, top_p=top_p, min_p=min_p, eos_ids=tuple(eos_ids), pad_id=pad_id,
+        temperature_end=temperature_end, temperature_schedule=temperature_schedule)
     for name, value in [("pad_id", pad_id)] + [(f"eos_ids[{i}]", e)
                                                for i, e in enumerate(config.eos_ids)]:
       if not 0 <= value < mc.vocab_size:

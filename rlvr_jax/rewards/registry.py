@@ -8,7 +8,7 @@ A reward function scores N = P * G completions (samples of one prompt adjacent):
 ``examples[i]`` is the data row of completion i: at least ``question`` and ``answer`` (gold, str),
 optionally ``metadata`` (dict) and ``task`` (reasoning-gym dataset name). A NaN score marks an item
 that failed (error or timeout inside the function): ``compute_rewards`` turns it into 0 and counts
-it. ``compute_rewards`` also passes the context keywords ``group_size``, ``token_stats``,
+it. ``compute_rewards`` also passes the context keywords ``group_size``, ``group_ids``, ``token_stats``,
 ``lengths`` and ``max_len`` to every function whose signature names them (or takes ``**kwargs``),
 unless the term's options set them. Options a function does not accept are a ``RewardConfigError``.
 A function raises ``RewardConfigError`` for setup mistakes (missing context or options), which
@@ -41,7 +41,7 @@ RewardFn = Callable[..., "np.ndarray | RewardOutput"]
 
 REWARDS: dict[str, RewardFn] = {}
 
-_CONTEXT_KEYS = ("group_size", "token_stats", "lengths", "max_len")
+_CONTEXT_KEYS = ("group_size", "group_ids", "token_stats", "lengths", "max_len")
 
 
 def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
@@ -140,7 +140,8 @@ def compute_rewards(
     completions: Sequence[str],
     examples: Sequence[Mapping],
     *,
-    group_size: int,
+    group_size: int | None,
+    group_ids: np.ndarray | None = None,
     token_stats: Mapping[str, np.ndarray] | None = None,
     lengths: np.ndarray | None = None,
     max_len: int | None = None,
@@ -153,7 +154,9 @@ def compute_rewards(
       ``[{"name": "math_verify", "weight": 1.0}, {"name": "format", "weight": 0.1}]``.
     completions: N decoded responses, the G samples of a prompt adjacent.
     examples: N data rows (examples[i] belongs to completions[i]).
-    group_size: G; N must be a multiple of it.
+    group_size: G; N must be a multiple of it. None when groups are ragged (then ``group_ids``
+      [N] says which rows share a prompt; terms that need a fixed G raise RewardConfigError).
+    group_ids: dense group index per completion [N] (rows of one group adjacent or not).
     token_stats: per-token arrays [N, T] for self-rewards (``mask`` plus e.g. ``self_certainty``).
     lengths: response lengths in tokens [N] (overlong shaping).
     max_len: maximum response length in tokens (overlong shaping).
@@ -169,9 +172,11 @@ def compute_rewards(
   n = len(completions)
   if len(examples) != n:
     raise ValueError(f"got {n} completions but {len(examples)} examples; pass one row per completion")
-  if group_size < 1 or n % group_size:
+  if group_size is not None and (group_size < 1 or n % group_size):
     raise ValueError(f"group_size={group_size} does not divide the number of completions {n}")
-  context = {"group_size": group_size, "token_stats": token_stats, "lengths": lengths, "max_len": max_len}
+  if group_ids is not None and len(group_ids) != n:
+    raise ValueError(f"group_ids has {len(group_ids)} entries for {n} completions")
+  context = {"group_size": group_size, "group_ids": group_ids, "token_stats": token_stats, "lengths": lengths, "max_len": max_len}
   total = np.zeros(n, np.float32)
   token_total = None
   metrics: dict[str, float] = {}

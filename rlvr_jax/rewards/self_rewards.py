@@ -47,7 +47,7 @@ def majority_vote_reward(
   rows that have a non-empty gold) and ``majority_ratio`` (mean count(y*) / G).
   """
   n = len(completions)
-  if group_size < 1 or n % group_size:
+  if group_size is None or group_size < 1 or n % group_size:
     raise RewardConfigError(f"group_size={group_size} does not divide {n} completions")
   answers = [normalize_answer(extract_answer(text, extract)) for text in completions]
   scores = np.zeros(n, np.float32)

@@ -3,7 +3,8 @@
 Contracts the RL trainer codes against:
 
 - ``generate(model, prompts, *, max_new_tokens, num_samples=1, temperature=1.0, top_p=1.0, top_k=0,
-  min_p=0.0, eos_ids=(), seed=0, pad_id=0, max_len=None) -> SampleResult`` (host API, numpy out):
+  min_p=0.0, eos_ids=(), seed=0, pad_id=0, max_len=None, decode_phases=0, temperature_end=None,
+  temperature_schedule="constant") -> SampleResult`` (host API, numpy out):
   ``tokens`` int32 [P*G, max_new_tokens] (samples of one prompt adjacent, ``pad_id`` after the end),
   ``lengths`` int32 [P*G] (a stop id, when emitted, is included in the length and in tokens),
   ``logprobs`` float32 [P*G, max_new_tokens] (under the sampling distribution; 0 after the end),
@@ -18,6 +19,11 @@ Contracts the RL trainer codes against:
   (powers of two) and ``pack_prompts`` (left padding, dummy rows to fill the batch bucket).
 - Compiled programs are cached by ``jax.jit`` on (graphdef, config, bucketed shapes); ``TRACE_COUNTS``
   counts traces per config, so a test or the trainer can assert nothing recompiles.
+- Temperature schedule (``SamplerConfig.temperature_schedule``, one of ``TEMPERATURE_SCHEDULES``):
+  "constant" (default; ``temperature_end`` None) is the plain sampler, same compiled program and
+  results; "linear" / "cosine" anneal from ``temperature`` at new token 0 to ``temperature_end`` (> 0)
+  at token ``max_new_tokens - 1`` (``position_temperature(config, t)``, traced-t friendly); logprobs are
+  under each position's own temperature (after the filters). A schedule with temperature 0 is an error.
 - Randomness: row r at step t uses ``fold_in(fold_in(rng, t), r)``: deterministic per seed,
   independent of batch padding and sharding; the G samples of a prompt get different keys.
 
@@ -31,9 +37,10 @@ Files: processing.py (temperature / top-k / top-p / min-p, per-row keys, Gumbel-
 from rlvr_jax.sampling.host import (SampleResult, bucket_batch_size, bucket_prompt_length, check_prompts, generate,
                                     pack_prompts)
 from rlvr_jax.sampling.processing import candidate_logits, gumbel_argmax, row_keys, sample_tokens
-from rlvr_jax.sampling.sampler import (FINISH_LENGTH, FINISH_STOP, TRACE_COUNTS, SamplerConfig, phase_ends, prefill,
-                                       sample_padded)
+from rlvr_jax.sampling.sampler import (FINISH_LENGTH, FINISH_STOP, TEMPERATURE_SCHEDULES, TRACE_COUNTS, SamplerConfig,
+                                       phase_ends, position_temperature, prefill, sample_padded)
 
 __all__ = ["generate", "SampleResult", "SamplerConfig", "sample_padded", "prefill", "FINISH_STOP",
            "FINISH_LENGTH", "TRACE_COUNTS", "check_prompts", "bucket_prompt_length", "bucket_batch_size",
-           "pack_prompts", "candidate_logits", "gumbel_argmax", "row_keys", "sample_tokens", "phase_ends"]
+           "pack_prompts", "candidate_logits", "gumbel_argmax", "row_keys", "sample_tokens", "phase_ends",
+           "position_temperature", "TEMPERATURE_SCHEDULES"]

@@ -33,8 +33,9 @@ class SampleResult:
     the last token of the row and counts in ``lengths`` (the policy must learn to emit it).
   lengths: int32 [P*G], the number of generated tokens per row.
   logprobs: float32 [P*G, max_new_tokens], log-prob of each token under the sampling distribution
-    (after temperature / top-k / top-p / min-p); 0 after the end. With temperature 0 (greedy) it is
-    the log-prob under the unfiltered model at temperature 1.
+    (after temperature / top-k / top-p / min-p); 0 after the end. With a temperature schedule it
+    uses that position's temperature (`position_temperature`). With temperature 0 (greedy) it is the
+    log-prob under the unfiltered model at temperature 1.
   finish_reason: int8 [P*G], ``FINISH_STOP`` (0) or ``FINISH_LENGTH`` (1).
   num_samples: G.
   num_steps: decode steps the device ran (the longest row's length: fewer than max_new_tokens when
@@ -119,7 +120,8 @@ def _compiled():
 def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, num_samples: int = 1,
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, min_p: float = 0.0,
              eos_ids: Sequence[int] = (), seed: int = 0, pad_id: int = 0,
-             max_len: int | None = None, decode_phases: int = 0) -> SampleResult:
+             max_len: int | None = None, decode_phases: int = 0, temperature_end: float | None = None,
+             temperature_schedule: str = "constant") -> SampleResult:
   """Samples ``num_samples`` continuations of every prompt with ``model`` (a `Transformer`).
 
   ``prompts`` is a list of token-id lists of any lengths. Temperature 0 is greedy. Each prompt is
@@ -127,11 +129,17 @@ def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, nu
   ``max_new_tokens`` (default: the model's ``max_position_embeddings``). The same seed gives the
   same result; different samples of one prompt use different keys. ``decode_phases`` trades compile
   time for decode speed (`SamplerConfig`; 0 = auto). See `SampleResult` for fields.
+
+  ``temperature_schedule`` ("constant", "linear" or "cosine") anneals the temperature over the new
+  tokens, from ``temperature`` at token 0 to ``temperature_end`` (required, > 0, for a schedule) at
+  token ``max_new_tokens - 1`` (`position_temperature`); the default "constant" (with
+  ``temperature_end=None``) is the unscheduled sampler, same program and same results.
   """
   cfg = model.config
   config = SamplerConfig(max_new_tokens=max_new_tokens, num_samples=num_samples, temperature=temperature,
                          top_k=top_k, top_p=top_p, min_p=min_p, eos_ids=tuple(eos_ids), pad_id=pad_id,
-                         decode_phases=decode_phases)
+                         decode_phases=decode_phases, temperature_end=temperature_end,
+                         temperature_schedule=temperature_schedule)
   for name, value in [("pad_id", pad_id)] + [(f"eos_ids[{i}]", e) for i, e in enumerate(config.eos_ids)]:
     if not 0 <= value < cfg.vocab_size:
       raise ValueError(f"{name}={value} is outside the vocabulary [0, {cfg.vocab_size})")

@@ -10,6 +10,11 @@ Temperature 0 means greedy: the token is the argmax of the raw logits (first ind
 ``torch.argmax``), and since a point mass has log-prob 0 everywhere, the log-prob reported is the one
 under the unfiltered model distribution at temperature 1 instead (document this at call sites).
 
+The temperature is normally a Python float, baked into the compiled program. A per-position schedule
+(`rlvr_jax.sampling.sampler.position_temperature`) passes a traced float32 scalar instead; it must be
+> 0 (greedy is decided at trace time, so a traced temperature always samples) and the returned
+log-prob is then the one under ``softmax(filtered(logits / temperature))`` at that step's value.
+
 Randomness is per row: row ``r`` at decode step ``t`` draws from ``fold_in(fold_in(rng, t), r)``.
 A row's sample therefore depends only on (rng, step, row index, its logits), never on the batch size
 or on how the batch is sharded: padding a batch with dummy rows, or repeating a prompt G times
@@ -33,9 +38,12 @@ def row_keys(rng: jax.Array, step: Int[Array, ""], num_rows: int) -> jax.Array:
   return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(step_key, jnp.arange(num_rows, dtype=jnp.uint32))
 
 
-def candidate_logits(logits: Float[Array, "B V"], *, temperature: float, top_k: int, top_p: float,
-                     min_p: float) -> tuple[Float[Array, "B C"], Int[Array, "B C"] | None]:
+def candidate_logits(logits: Float[Array, "B V"], *, temperature: float | Float[Array, ""], top_k: int,
+                     top_p: float, min_p: float) -> tuple[Float[Array, "B C"], Int[Array, "B C"] | None]:
   """The filtered, temperature-scaled logits over C candidate tokens per row.
+
+  ``temperature`` is a Python float (> 0) or a traced scalar (> 0, e.g. a scheduled per-step value);
+  the filters act on the scaled logits either way.
 
   Returns ``(values, ids)``: ``values[b, c]`` is the scaled logit of token ``ids[b, c]``, or
   ``NEG_INF`` where the token was filtered out. When nothing needs sorting (no top-k, no top-p) the
@@ -43,7 +51,10 @@ def candidate_logits(logits: Float[Array, "B V"], *, temperature: float, top_k: 
   work after ``lax.top_k`` runs over k candidates only, which is what makes top-k cheap at large V.
   """
   v = logits.shape[-1]
-  scaled = logits.astype(jnp.float32) / jnp.float32(temperature)  # [B, V]
+  if _is_static(temperature):
+    scaled = logits.astype(jnp.float32) / jnp.float32(temperature)  # [B, V]
+  else:  # traced (scheduled) temperature: a runtime scalar divisor
+    scaled = logits.astype(jnp.float32) / jnp.asarray(temperature, jnp.float32)  # [B, V]
   ids = None
   if 0 < top_k < v:
     scaled, ids = lax.top_k(scaled, top_k)  # [B, k], sorted descending
@@ -85,16 +96,18 @@ def gumbel_argmax(values: Float[Array, "B C"], keys: jax.Array) -> Int[Array, "B
   return block * m + jnp.argmax(inner + g[:, nb:], axis=-1)
 
 
-def sample_tokens(logits: Float[Array, "B V"], keys: jax.Array, *, temperature: float, top_k: int,
-                  top_p: float, min_p: float) -> tuple[Int[Array, "B"], Float[Array, "B"]]:
+def sample_tokens(logits: Float[Array, "B V"], keys: jax.Array, *, temperature: float | Float[Array, ""],
+                  top_k: int, top_p: float, min_p: float) -> tuple[Int[Array, "B"], Float[Array, "B"]]:
   """Draws one token per row; returns ``(tokens int32 [B], logprobs float32 [B])``.
 
   ``keys`` holds one PRNG key per row (see `row_keys`). The draw is exact sampling from
   ``softmax(values)`` over the candidates (`gumbel_argmax`); filtered candidates carry ``NEG_INF``
-  and can never win because a Gumbel variate is bounded far below 1e30.
+  and can never win because a Gumbel variate is bounded far below 1e30. ``temperature`` is a Python
+  float (0 = greedy) or a traced scalar, which must be > 0: it always samples, and the log-prob is
+  under the distribution at that temperature (after the filters).
   """
   logits = logits.astype(jnp.float32)
-  if temperature == 0.0:
+  if _is_static(temperature) and temperature == 0.0:
     tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # [B]
     logp = jax.nn.log_softmax(logits, axis=-1)  # [B, V]
     return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
@@ -103,3 +116,8 @@ def sample_tokens(logits: Float[Array, "B V"], keys: jax.Array, *, temperature: 
   logp = jnp.take_along_axis(values, pick[:, None], axis=-1)[:, 0] - jax.nn.logsumexp(values, axis=-1)
   tokens = pick if ids is None else jnp.take_along_axis(ids, pick[:, None], axis=-1)[:, 0]
   return tokens.astype(jnp.int32), logp
+
+
+def _is_static(temperature) -> bool:
+  """True for a Python / numpy value (a compile-time constant), False for a jax array or tracer."""
+  return not isinstance(temperature, jax.Array)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +61,9 @@ _ROWS_T = ("batch", None)
 MAX_AUTO_PHASES = 4
 MIN_AUTO_PHASE_STEPS = 32
 
+# Per-position temperature schedules (SamplerConfig.temperature_schedule); see `position_temperature`.
+TEMPERATURE_SCHEDULES = ("constant", "linear", "cosine")
+
 
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
@@ -70,6 +74,16 @@ class SamplerConfig:
   ends a row); ``pad_id`` fills ``tokens`` after a row's end. ``decode_phases`` splits the decode loop
   into that many loops over a growing cache (see `phase_ends`): faster steps, longer compiles; 0 (auto)
   means one phase per 32 new tokens, at most ``MAX_AUTO_PHASES``.
+
+  Temperature schedule over the response positions (e.g. EAD-style exploration: hot early tokens,
+  cooler later ones): ``temperature_schedule`` is one of ``TEMPERATURE_SCHEDULES``. "constant" (the
+  default) samples every position at ``temperature`` and compiles exactly the program it did before
+  schedules existed; ``temperature_end`` must then be None (a value equal to ``temperature`` is
+  accepted and normalised to None). "linear" and "cosine" anneal from ``temperature`` (T0) at new
+  token 0 to ``temperature_end`` (T1, required, > 0) at new token ``max_new_tokens - 1``; see
+  `position_temperature` for the formulas. A schedule needs ``temperature`` > 0 (greedy has none).
+  The log-probs returned are under the distribution actually sampled from at each position (that
+  position's temperature, then the filters).
   """
 
   max_new_tokens: int
@@ -81,6 +95,8 @@ class SamplerConfig:
   eos_ids: tuple[int, ...] = ()
   pad_id: int = 0
   decode_phases: int = 0
+  temperature_end: float | None = None
+  temperature_schedule: str = "constant"
 
   def __post_init__(self):
     object.__setattr__(self, "eos_ids", tuple(int(e) for e in self.eos_ids))
@@ -105,6 +121,70 @@ class SamplerConfig:
       raise ValueError(f"top_p={self.top_p}; need 0 < top_p <= 1 (1 = off)")
     if not 0.0 <= self.min_p <= 1.0:
       raise ValueError(f"min_p={self.min_p}; need 0 <= min_p <= 1 (0 = off)")
+    self._check_temperature_schedule()
+
+  def _check_temperature_schedule(self):
+    schedule = self.temperature_schedule
+    if not isinstance(schedule, str) or schedule not in TEMPERATURE_SCHEDULES:
+      raise ValueError(f"temperature_schedule={schedule!r}; valid values are "
+                       f"{', '.join(repr(x) for x in TEMPERATURE_SCHEDULES)}")
+    end = self.temperature_end
+    if end is not None:
+      try:
+        end = float(end)
+      except (TypeError, ValueError):
+        raise ValueError(f"temperature_end={end!r}; need a float > 0 or None") from None
+      object.__setattr__(self, "temperature_end", end)
+    if schedule == "constant":
+      if end is not None and end != self.temperature:
+        raise ValueError(f"temperature_end={end} has no effect with temperature_schedule='constant' "
+                         f"(temperature={self.temperature}); set temperature_schedule to 'linear' or "
+                         "'cosine' to anneal, or leave temperature_end=None")
+      object.__setattr__(self, "temperature_end", None)  # same config (and program) as no schedule
+      return
+    if self.temperature == 0.0:
+      raise ValueError(f"temperature=0 (greedy) with temperature_schedule={schedule!r}; a schedule "
+                       "needs temperature > 0 (use temperature_schedule='constant' for greedy)")
+    if end is None:
+      raise ValueError(f"temperature_schedule={schedule!r} needs temperature_end (the temperature at "
+                       "the last new token, > 0); got None")
+    if not end > 0.0 or not math.isfinite(end):
+      raise ValueError(f"temperature_end={end}; need a finite temperature_end > 0 with "
+                       f"temperature_schedule={schedule!r} (greedy cannot be scheduled)")
+
+
+def position_temperature(config_or_args, t):
+  """The sampling temperature at new-token position ``t`` (0-based; int or traced int32 scalar).
+
+  ``config_or_args`` is a `SamplerConfig` or a tuple ``(temperature, temperature_end,
+  temperature_schedule, max_new_tokens)``. With T0 = temperature, T1 = temperature_end,
+  N = max_new_tokens and d = max(N - 1, 1):
+
+    constant: T0
+    linear:   T0 + (T1 - T0) * t / d
+    cosine:   T1 + (T0 - T1) * 0.5 * (1 + cos(pi * t / d))
+
+  Both schedules give T0 at t = 0 and T1 at t = N - 1. Returns the Python float T0 for "constant"
+  (so a constant schedule keeps a compile-time temperature), else a float32 jax scalar computed in
+  float32 (pure jnp: works on a traced ``t`` inside the decode loop).
+  """
+  if isinstance(config_or_args, SamplerConfig):
+    c = config_or_args
+    t0, t1, schedule, n = c.temperature, c.temperature_end, c.temperature_schedule, c.max_new_tokens
+  else:
+    t0, t1, schedule, n = config_or_args
+  if schedule == "constant":
+    return float(t0)
+  if schedule not in TEMPERATURE_SCHEDULES:
+    raise ValueError(f"temperature_schedule={schedule!r}; valid values are "
+                     f"{', '.join(repr(x) for x in TEMPERATURE_SCHEDULES)}")
+  if t1 is None:
+    raise ValueError(f"temperature_schedule={schedule!r} needs temperature_end; got None")
+  t0, t1 = jnp.float32(t0), jnp.float32(t1)
+  frac = jnp.asarray(t, jnp.float32) / jnp.float32(max(int(n) - 1, 1))
+  if schedule == "linear":
+    return t0 + (t1 - t0) * frac
+  return t1 + (t0 - t1) * jnp.float32(0.5) * (jnp.float32(1.0) + jnp.cos(jnp.float32(math.pi) * frac))
 
 
 def _is_stop(tokens: Int[Array, "B"], eos_ids: tuple[int, ...]) -> Bool[Array, "B"]:
@@ -153,7 +233,8 @@ def sample_padded(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: Int[A
 
   Returns a dict of device arrays, rows ordered prompt-major (row p * G + g is sample g of prompt p):
     tokens int32 [P*G, N] (``pad_id`` after a row's end; a stop id, when emitted, is included),
-    lengths int32 [P*G], logprobs float32 [P*G, N] (0 after the end), finish_reason int8 [P*G]
+    lengths int32 [P*G], logprobs float32 [P*G, N] (0 after the end; under the distribution sampled
+    from at each position, i.e. at `position_temperature` when a schedule is set), finish_reason int8 [P*G]
     (FINISH_STOP or FINISH_LENGTH), num_steps int32 [] (tokens generated by the longest row).
   """
   TRACE_COUNTS[config] += 1
@@ -185,7 +266,11 @@ def sample_padded(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: Int[A
       t, cache, prev, tokens, logprobs, lengths, stopped = carry
       logits, cache = model.decode(prev[:, None], positions=(prompt_len - 1 + t)[:, None], cache=cache,
                                    cache_index=tp - 1 + t, kv_mask=mask)  # [B, 1, V]
-      tok, logp = sample_tokens(logits[:, 0], row_keys(rng, t, b), temperature=config.temperature,
+      if config.temperature_schedule == "constant":
+        temperature = config.temperature  # a Python float: the program is the unscheduled one
+      else:
+        temperature = position_temperature(config, t)  # traced float32 scalar, > 0
+      tok, logp = sample_tokens(logits[:, 0], row_keys(rng, t, b), temperature=temperature,
                                 top_k=config.top_k, top_p=config.top_p, min_p=config.min_p)  # [B], [B]
       live = ~stopped  # rows still generating at step t
       tokens = lax.dynamic_update_slice(tokens, jnp.where(live, tok, config.pad_id)[:, None], (0, t))

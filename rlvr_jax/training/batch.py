@@ -75,6 +75,26 @@ def rollout_batch(prompt_ids: Sequence[Sequence[int]], group_size: int, response
   return sequence_batch(p_tok, p_mask, resp, r_mask)
 
 
+def record_batch(prompt_ids: Sequence[Sequence[int]], completions: np.ndarray, lengths: np.ndarray,
+                 *, pad_id: int, prompt_len: int, response_len: int) -> dict[str, np.ndarray]:
+  """Training rows for N (prompt, completion) pairs of a rollout record (one prompt per row).
+
+  ``completions`` [N, >= response_len] right padded; ``lengths`` [N] include the stop token.
+  ``mask`` is 1 on each row's first ``lengths`` tokens (callers multiply in the loss mask).
+  """
+  n = len(prompt_ids)
+  if completions.shape[0] != n or lengths.shape[0] != n:
+    raise ValueError(f"expected {n} completions and lengths for {n} prompts, got "
+                     f"{completions.shape[0]} and {lengths.shape[0]}")
+  p_tok, p_mask = left_pad(prompt_ids, prompt_len, pad_id)
+  resp = completions[:, :response_len]
+  if resp.shape[1] < response_len:
+    resp = np.pad(resp, ((0, 0), (0, response_len - resp.shape[1])), constant_values=pad_id)
+  r_mask = np.arange(response_len)[None, :] < np.minimum(lengths, response_len)[:, None]
+  resp = np.where(r_mask, resp, pad_id)
+  return sequence_batch(p_tok, p_mask, resp, r_mask)
+
+
 def supervised_batch(prompt_ids: Sequence[Sequence[int]], target_ids: Sequence[Sequence[int]], *,
                      pad_id: int, prompt_len: int, response_len: int) -> dict[str, np.ndarray]:
   """Rows of (prompt, target) pairs for the warm-start SFT (loss on the target tokens)."""

@@ -17,7 +17,7 @@ from absl import logging
 from flax import nnx
 
 from rlvr_jax import models
-from rlvr_jax.training.step import LossSpec
+from rlvr_jax.training.step import LossSpec, freeze
 
 
 def _get(section: Any, key: str, default: Any = None) -> Any:
@@ -203,12 +203,37 @@ def _build_optimizer(settings: str, total_steps: int) -> optax.GradientTransform
 # ------------------------------------------------------------------------------------------------
 
 
+def aux_terms(algo: Any) -> tuple:
+  """``config.algo.aux_losses`` ([{name, weight, options}]) as LossSpec.aux triples (checked)."""
+  from rlvr_jax import algorithms
+  out = []
+  for i, term in enumerate(list(_get(algo, "aux_losses", []) or [])):
+    term = term.to_dict() if hasattr(term, "to_dict") else dict(term)
+    unknown = set(term) - {"name", "weight", "options"}
+    if unknown or "name" not in term:
+      raise ValueError(f"config.algo.aux_losses[{i}] must be {{name, weight, options}}, got keys "
+                       f"{sorted(term)}")
+    name = term["name"]
+    if name not in algorithms.AUX_LOSSES:
+      raise ValueError(f"config.algo.aux_losses[{i}]: unknown auxiliary loss {name!r}; choose one "
+                       f"of {sorted(algorithms.AUX_LOSSES)}")
+    from rlvr_jax.episodes.registry import check_options  # pylint: disable=import-outside-toplevel
+    options = check_options("auxiliary loss", name, algorithms.AUX_LOSSES[name],
+                            term.get("options") or {},
+                            ("logp", "mask", "batch", "global_tokens", "global_seqs"))
+    out.append((name, float(term.get("weight", 1.0)), freeze(options)))
+  return tuple(out)
+
+
 def loss_spec(algo: Any, *, temperature: float, logprob_impl: str | None,
               on_policy: bool) -> LossSpec:
   from rlvr_jax import algorithms
   name = _get(algo, "loss", "ppo_clip")
   if name not in algorithms.POLICY_LOSSES:
     raise ValueError(f"config.algo.loss={name!r}; registered: {sorted(algorithms.POLICY_LOSSES)}")
+  options = _get(algo, "loss_options", {}) or {}
+  options = algorithms.check_loss_options(name, options.to_dict() if hasattr(options, "to_dict")
+                                          else options)
   agg = _get(algo, "agg_mode", "token-mean")
   if agg not in algorithms.AGGREGATIONS:
     raise ValueError(f"config.algo.agg_mode={agg!r}; registered: {sorted(algorithms.AGGREGATIONS)}")
@@ -224,7 +249,8 @@ def loss_spec(algo: Any, *, temperature: float, logprob_impl: str | None,
       kl_estimator=_get(algo, "kl_estimator", "k3"),
       entropy_coef=float(_get(algo, "entropy_coef", 0.0)),
       norm_constant=_opt_float(_get(algo, "norm_constant")), temperature=float(temperature),
-      logprob_impl=logprob_impl, on_policy=on_policy)
+      logprob_impl=logprob_impl, on_policy=on_policy, loss_options=freeze(options),
+      aux=aux_terms(algo))
 
 
 def _opt_float(x):

@@ -1,4 +1,5 @@
-"""Orbax checkpoints of a whole run: params, optimizer state, data-iterator state, rng, step, config.
+"""Orbax checkpoints of a whole run: params, optimizer state, data-iterator state, algorithm state
+(per-role baselines, per-prompt statistics, replay buffers: JSON), step, config.
 
 One `Checkpointer` per workdir (``<workdir>/checkpoints/<step>/``). Orbax writes each step into a
 temporary directory and renames it when complete, so an interrupted save never leaves a half-written
@@ -17,9 +18,10 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from absl import logging
 
-_ITEMS = ("params", "opt_state", "data", "meta")
+_ITEMS = ("params", "opt_state", "data", "meta", "algo")
 
 
 def _abstract(tree: Any) -> Any:
@@ -56,17 +58,21 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def save(self, step: int, *, params: Any, opt_state: Any, data_state: Any, rng: jax.Array,
-           config_json: str, extra: dict | None = None, force: bool = True) -> None:
-    """Writes step ``step``; ``data_state`` must be JSON-serialisable (grain iterator state)."""
-    meta = {"step": int(step), "rng": np.asarray(jax.random.key_data(rng)).tolist(),
-            "rng_impl": str(jax.random.key_impl(rng)), "config": json.loads(config_json),
-            "extra": extra or {}}
+  def save(self, step: int, *, params: Any, opt_state: Any, data_state: Any,
+           rng: jax.Array | None = None, config_json: str, extra: dict | None = None,
+           algo_state: dict | None = None, force: bool = True) -> None:
+    """Writes step ``step``; ``data_state`` must be JSON-serialisable (grain iterator state);
+    ``algo_state`` is the run's algorithm state (dicts, lists, numbers, strings, numpy arrays)."""
+    meta = {"step": int(step), "config": json.loads(config_json), "extra": extra or {}}
+    if rng is not None:
+      meta.update(rng=np.asarray(jax.random.key_data(rng)).tolist(),
+                  rng_impl=str(jax.random.key_impl(rng)))
     args = ocp.args.Composite(
         params=ocp.args.StandardSave(params),
         opt_state=ocp.args.StandardSave(opt_state),
         data=ocp.args.JsonSave(_jsonable(data_state)),
         meta=ocp.args.JsonSave(meta),
+        algo=ocp.args.JsonSave(_jsonable(algo_state or {})),
     )
     self._manager.save(step, args=args, force=force)
 
@@ -76,24 +82,33 @@ class Checkpointer:
   def restore(self, step: int | None, *, params: Any, opt_state: Any) -> dict:
     """Restores ``step`` (latest when None) into the structure/shardings of the given templates.
 
-    Returns a dict with params, opt_state, data_state, rng, step, config, extra.
+    Returns a dict with params, opt_state, data_state, rng (None if not saved), step, config,
+    extra, algo_state (None for a checkpoint written before the algorithm state existed: the
+    caller then starts from the initial state).
     """
     if step is None:
       step = self.latest_step()
     if step is None:
       raise FileNotFoundError(f"no checkpoint found under {self.directory}")
-    args = ocp.args.Composite(
+    has_algo = (epath.Path(self.directory) / str(step) / "algo").exists()
+    items = dict(
         params=ocp.args.StandardRestore(_abstract(params)),
         opt_state=ocp.args.StandardRestore(_abstract(opt_state)),
         data=ocp.args.JsonRestore(),
         meta=ocp.args.JsonRestore(),
     )
-    out = self._manager.restore(step, args=args)
+    if has_algo:
+      items["algo"] = ocp.args.JsonRestore()
+    out = self._manager.restore(step, args=ocp.args.Composite(**items))
     meta = out["meta"]
-    rng = jax.random.wrap_key_data(np.asarray(meta["rng"], dtype=np.uint32),
-                                   impl=_impl_name(meta.get("rng_impl")))
-    return {"params": out["params"], "opt_state": out["opt_state"], "data_state": _unjsonable(out["data"]),
-            "rng": rng, "step": int(meta["step"]), "config": meta["config"], "extra": meta.get("extra", {})}
+    rng = None
+    if "rng" in meta:
+      rng = jax.random.wrap_key_data(np.asarray(meta["rng"], dtype=np.uint32),
+                                     impl=_impl_name(meta.get("rng_impl")))
+    return {"params": out["params"], "opt_state": out["opt_state"],
+            "data_state": _unjsonable(out["data"]), "rng": rng, "step": int(meta["step"]),
+            "config": meta["config"], "extra": meta.get("extra", {}),
+            "algo_state": _unjsonable(out["algo"]) if has_algo else None}
 
   def restore_params(self, step: int | None, *, params: Any) -> tuple[Any, int]:
     """Only the params of ``step`` (latest when None), for evaluation: ``params`` may be abstract
@@ -130,6 +145,8 @@ def _jsonable(state: Any) -> Any:
     return {str(k): _jsonable(v) for k, v in state.items()}
   if isinstance(state, (list, tuple)):
     return [_jsonable(v) for v in state]
+  if isinstance(state, np.ndarray):
+    return {"__array__": state.tolist(), "dtype": str(state.dtype)}
   if isinstance(state, np.generic):
     return state.item()
   return state
@@ -140,6 +157,8 @@ def _unjsonable(state: Any) -> Any:
   if isinstance(state, dict):
     if set(state) == {"__bytes__"}:
       return base64.b64decode(state["__bytes__"])
+    if set(state) == {"__array__", "dtype"}:
+      return np.asarray(state["__array__"], dtype=state["dtype"])
     return {k: _unjsonable(v) for k, v in state.items()}
   if isinstance(state, list):
     return [_unjsonable(v) for v in state]

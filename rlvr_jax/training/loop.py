@@ -19,11 +19,12 @@ is exported with ``save_hf``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,9 +34,11 @@ from flax import nnx
 
 from rlvr_jax import algorithms
 from rlvr_jax import data as data_lib
+from rlvr_jax import episodes
 from rlvr_jax import models
-from rlvr_jax import rewards as rewards_lib
 from rlvr_jax import sampling
+from rlvr_jax.episodes import selection
+from rlvr_jax.episodes.record import RolloutRecord
 from rlvr_jax.eval import evaluator
 from rlvr_jax.parallel import constraints
 from rlvr_jax.parallel import mesh as mesh_lib
@@ -43,6 +46,7 @@ from rlvr_jax.parallel import multihost
 from rlvr_jax.parallel import sampler as parallel_sampler
 from rlvr_jax.training import batch as batch_lib
 from rlvr_jax.training import builders, checkpoint, metrics as metrics_lib, sft
+from rlvr_jax.training import collect as collect_lib
 from rlvr_jax.training import step as step_lib
 
 
@@ -66,156 +70,6 @@ class _StopFlag:
     del frame
     logging.warning("received signal %d: will checkpoint and stop after this step", signum)
     self.set = True
-
-
-# ------------------------------------------------------------------------------------------------
-# Rollout
-# ------------------------------------------------------------------------------------------------
-
-class Rollout:
-  """Samples groups, scores them, and applies dynamic sampling; host-side numpy results.
-
-  Multi-process: each process reads its own prompts; they are gathered so that every process holds
-  the same global prompt batch, which ``sampler`` (a ``parallel.MeshSampler``) samples as one SPMD
-  program over the mesh. Each process scores only the groups of its own prompts, and the rewards
-  are gathered again: every host decision (dynamic sampling, shuffles, metrics) then sees the same
-  global data on every process, so processes cannot diverge.
-  """
-
-  def __init__(self, cfg: Any, *, tokenizer: Any, prompt_fn, reward_spec, graphdef, sampler=None):
-    self.cfg = cfg
-    self.sampler = sampler
-    self.tok = tokenizer
-    self.prompt_fn = prompt_fn
-    self.spec = reward_spec
-    self.graphdef = graphdef
-    self.group = int(cfg.rollout.num_samples)
-    self.max_new = int(cfg.rollout.max_new_tokens)
-    self.max_prompt = int(cfg.data.max_prompt_len)
-
-  def _prompts(self, it, want: int, counters: dict) -> tuple[list[dict], list[list[int]]]:
-    """``want`` examples whose prompts fit; too-long ones are counted and skipped."""
-    examples, prompts = [], []
-    while len(examples) < want:
-      for ex in next(it):
-        ids = self.prompt_fn(ex)
-        if not ids or len(ids) > self.max_prompt:
-          counters["prompts_skipped_too_long"] = counters.get("prompts_skipped_too_long", 0) + 1
-          continue
-        examples.append(ex)
-        prompts.append(ids)
-    return examples[:want], prompts[:want]
-
-  def _sample(self, params, prompts, seed: int):
-    r = self.cfg.rollout
-    options = dict(max_new_tokens=self.max_new, num_samples=self.group,
-                   temperature=float(r.temperature), top_p=float(r.top_p), top_k=int(r.top_k),
-                   min_p=float(r.min_p), eos_ids=tuple(self.tok.eos_ids), seed=seed,
-                   pad_id=self.tok.pad_id)
-    if self.sampler is not None:
-      return self.sampler.generate(params, prompts, **options)
-    return sampling.generate(nnx.merge(self.graphdef, params), prompts, **options)
-
-  def _score_own(self, examples, tokens, lengths, counters) -> list[dict]:
-    """Rewards of this process's prompts (global prompt j * S + i is local example j), shared with
-    every process: one JSON-able dict per process."""
-    g = self.group
-    own = (multihost.own_rows(tokens.shape[0] // g)[:, None] * g + np.arange(g)).reshape(-1)
-    texts = evaluator.decode_completions(self.tok, tokens[own], lengths[own])
-    rep = [ex for ex in examples for _ in range(g)]
-    rewards, rmetrics = rewards_lib.compute_rewards(
-        self.spec, texts, rep, group_size=g, lengths=lengths[own], max_len=self.max_new)
-    correct = self._correct(texts, rep)
-    mine = {"rewards": np.asarray(rewards, np.float32).reshape(-1, g).tolist(),
-            "correct": np.asarray(correct, bool).reshape(-1, g).tolist(),
-            "metrics": rmetrics, "counters": dict(counters)}
-    return multihost.allgather_object(mine)
-
-  def collect(self, params, it, rng: np.random.Generator, num_prompts: int) -> dict:
-    g = self.group
-    dynamic = bool(self.cfg.algo.dynamic_sampling)
-    max_batches = int(self.cfg.algo.max_gen_batches) if dynamic else 1
-    counters: dict[str, float] = {}
-    global_counters: dict[str, float] = {}
-    kept: list[dict] = []      # groups with reward variance (or all groups without dynamic sampling)
-    dropped: list[dict] = []   # zero-variance groups (only kept as filler, masked out)
-    sampled_groups = zero_groups = 0
-    reward_metrics: list[dict] = []
-    gen_tokens = 0
-    batches = 0
-    num_local = num_prompts // jax.process_count()
-    while batches < max_batches and len(kept) < num_prompts:
-      batches += 1
-      examples, local_prompts = self._prompts(it, num_local, counters)
-      prompts = multihost.gather_rows(local_prompts)  # the global batch, the same on every process
-      out = self._sample(params, prompts, seed=int(rng.integers(2**31 - 1)))
-      tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-      finish = np.asarray(out.finish_reason)
-      gen_tokens += int(lengths.sum())
-      scored = self._score_own(examples, tokens, lengths, counters)
-      reward_metrics.append(_mean_dicts([s["metrics"] for s in scored]))
-      rewards = np.asarray(multihost.interleave([s["rewards"] for s in scored]), np.float32)
-      correct = np.asarray(multihost.interleave([s["correct"] for s in scored]), bool)
-      global_counters = _sum_dicts([s["counters"] for s in scored])
-      for p in range(len(prompts)):
-        sl = slice(p * g, (p + 1) * g)
-        own = p % jax.process_count() == jax.process_index()
-        group = {"example": examples[p // jax.process_count()] if own else None,
-                 "prompt": prompts[p], "tokens": tokens[sl], "lengths": lengths[sl],
-                 "rewards": rewards[p], "correct": correct[p], "finish": finish[sl]}
-        sampled_groups += 1
-        degenerate = float(np.ptp(group["rewards"])) == 0.0
-        zero_groups += int(degenerate)
-        (dropped if dynamic and degenerate else kept).append(group)
-    valid = kept[:num_prompts]
-    filler = dropped[:num_prompts - len(valid)]
-    for grp in valid:
-      grp["valid"] = True
-    for grp in filler:
-      grp["valid"] = False
-    groups = valid + filler
-    if len(groups) < num_prompts:  # unreachable unless the iterator yields nothing
-      raise RuntimeError(f"rollout collected {len(groups)} groups for {num_prompts} prompts")
-    stats = {"gen_batches": batches, "zero_adv_group_frac": zero_groups / max(sampled_groups, 1),
-             "valid_group_frac": len(valid) / num_prompts, "gen_tokens": gen_tokens}
-    stats.update(global_counters)
-    stats.update(_mean_dicts(reward_metrics))
-    return {"groups": groups, "stats": stats}
-
-  def _correct(self, texts, examples) -> np.ndarray:
-    r = self.cfg.reward
-    if not r.correctness:
-      return np.zeros(len(texts), bool)
-    return evaluator.score(texts, examples, reward=r.correctness,
-                           reward_options=dict(r.correctness_options or {}),
-                           threshold=float(r.threshold))
-
-
-def _sum_dicts(dicts: Sequence[Mapping[str, float]]) -> dict[str, float]:
-  return {k: float(sum(d.get(k, 0) for d in dicts)) for k in sorted({k for d in dicts for k in d})}
-
-
-def _mean_dicts(dicts: Sequence[Mapping[str, float]]) -> dict[str, float]:
-  keys = {k for d in dicts for k in d}
-  out = {}
-  for k in keys:
-    vals = [float(d[k]) for d in dicts if k in d]
-    # failure counters add up over generation batches; means are averaged
-    out[k] = float(np.sum(vals)) if k.startswith(("reward_fail", "reward_timeout")) else float(np.mean(vals))
-  return out
-
-
-def rollout_rows(groups: Sequence[dict], *, pad_id: int, group_size: int,
-                 prompt_len: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-  """Training rows for the collected groups; rows of filler (invalid) groups get mask 0."""
-  tokens = np.concatenate([grp["tokens"] for grp in groups])
-  lengths = np.concatenate([grp["lengths"] for grp in groups])
-  resp_len = batch_lib.bucket(int(lengths.max(initial=1)), multiple=8, maximum=tokens.shape[1])
-  rows = batch_lib.rollout_batch([grp["prompt"] for grp in groups], group_size, tokens, lengths,
-                                 pad_id=pad_id, prompt_len=prompt_len, response_len=resp_len)
-  valid = np.repeat(np.array([grp["valid"] for grp in groups]), group_size)
-  rows["mask"] = rows["mask"] * valid[:, None].astype(np.float32)
-  return rows, valid
 
 
 # ------------------------------------------------------------------------------------------------
@@ -254,10 +108,6 @@ def _corpus(source, template, cfg) -> list[str]:
     texts.append(template(ex["question"]))
     texts.append(target(ex))  # the warm start's targets, as its teacher writes them
   return texts
-
-
-def _needs_ref(cfg) -> bool:
-  return float(cfg.algo.kl_coef) > 0.0
 
 
 def _put_fn(mesh, rules):
@@ -307,26 +157,149 @@ def build_inputs(cfg: Any, workdir: str):
   return train_source, eval_examples, tokenizer, template, prompt_fn
 
 
-def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> dict:
-  """Trains according to ``config``; returns the final eval summary (also in ``eval.json``).
+# ------------------------------------------------------------------------------------------------
+# Run state and the static pieces of a run
+# ------------------------------------------------------------------------------------------------
 
-  ``devices``: the devices of the mesh (default: all, which a multi-process run needs); tests pass
-  a subset to compare meshes within one process.
-  """
+@dataclasses.dataclass
+class RunState:
+  """What changes from step to step (and is checkpointed): params, optimizer state, the step, the
+  algorithm state (a JSON-able dict with one slot per plug-in: ``advantage``, ``episode``,
+  ``builders/<name>``, ``allocator``, ``prompt_stats``), and the count of non-finite steps. The
+  reference params are fixed after setup."""
+
+  params: Any
+  opt_state: Any
+  ref_params: Any
+  step: int = 0
+  algo_state: dict = dataclasses.field(default_factory=dict)
+  nonfinite_steps: int = 0
+
+
+@dataclasses.dataclass
+class Env:
+  """The run's fixed pieces, built once by ``setup``: config, data, tokenizer, model structure,
+  mesh, jitted functions, plug-ins, checkpointer and metrics writer."""
+
+  cfg: Any
+  workdir: str
+  say: Callable
+  primary: bool
+  tokenizer: Any
+  prompt_fn: Callable
+  eval_examples: list
+  rows_skipped: int
+  graphdef: Any
+  model_cfg: Any
+  mesh: Any
+  put_batch: Callable
+  sampler: Any
+  tx: Any
+  rl_update: Callable
+  logprob_jit: Callable
+  token_stats_jit: Callable
+  spec: step_lib.LossSpec
+  it: Any
+  ckpt: checkpoint.Checkpointer
+  writer: Any = None
+  episode: Callable = None
+  episode_options: dict = dataclasses.field(default_factory=dict)
+  builders: list = dataclasses.field(default_factory=list)
+  allocator: Callable = None
+  allocator_options: dict = dataclasses.field(default_factory=dict)
+  allocator_is_uniform: bool = True
+  track_prompt_stats: bool = False
+  max_gen_batches: int = 1
+  row_fields: frozenset = frozenset()
+  needs_ref: bool = False
+  eval_kwargs: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def num_prompts(self) -> int:
+    return int(self.cfg.rollout.prompts_per_step)
+
+  @property
+  def max_prompt(self) -> int:
+    return int(self.cfg.data.max_prompt_len)
+
+  @property
+  def num_minibatches(self) -> int:
+    return int(self.cfg.algo.num_minibatches)
+
+  @property
+  def optimizer_steps(self) -> int:
+    return int(self.cfg.total_steps) * int(self.cfg.algo.epochs) * self.num_minibatches
+
+  def num_micro(self, rows: int) -> int:
+    micro = int(self.cfg.algo.micro_batch_size) or rows // self.num_minibatches
+    return max(1, rows // micro)
+
+  def row_bucket(self, n: int, *, rectangular: bool) -> int:
+    """Training rows for a record of ``n`` rows: ``n`` for a rectangular record whose rows split
+    into the mini- and micro-batches (today's shapes); otherwise a multiple of that split rounded
+    to a power of two, so ragged episodes compile a handful of update programs."""
+    unit = self.num_minibatches * max(1, int(self.cfg.algo.micro_batch_size))
+    if rectangular and n % unit == 0:
+      return n
+    return unit * (1 << max(0, -(-n // unit) - 1).bit_length())
+
+  def logprobs(self, params, rows: dict[str, np.ndarray]):
+    """(logp, entropy) [N, Tn] of host rows under ``params``, back on the host."""
+    out = self.batch_logprobs(params, self.put_batch(rows))
+    return multihost.to_host(out[0]), multihost.to_host(out[1])
+
+  def batch_logprobs(self, params, device_rows):
+    n = device_rows["tokens"].shape[0]
+    return self.logprob_jit(params, device_rows, graphdef=self.graphdef,
+                            temperature=self.spec.temperature, impl=self.spec.logprob_impl,
+                            num_micro=self.num_micro(n))
+
+  def token_stats(self, params, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    n = rows["tokens"].shape[0]
+    out = multihost.to_host(self.token_stats_jit(
+        params, self.put_batch(rows), graphdef=self.graphdef, temperature=self.spec.temperature,
+        impl=self.spec.logprob_impl, num_micro=self.num_micro(n)))
+    return dict(out, mask=rows["mask"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Phases
+# ------------------------------------------------------------------------------------------------
+
+def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> tuple[Env, RunState]:
+  """Data, tokenizer, model, mesh, warm start, optimizer, plug-ins, iterator; restores the latest
+  checkpoint of ``workdir`` (params, optimizer, data position, algorithm state) when there is one."""
   cfg = config
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   primary = multihost.is_primary()
   say = print if primary else (lambda *a, **k: None)
-  t_start = time.time()
   if primary:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(cfg.to_json_best_effort(indent=2))
+  # Plug-ins first: a typo in an episode / builder / loss option fails before any work.
+  episode, episode_options = episodes.get_episode(cfg.episode.name, cfg.episode.options)
+  builders_list = selection.parse_builders(cfg.batch.builders)
+  allocator, allocator_options = selection.get_allocator(cfg.batch.allocator,
+                                                         cfg.batch.allocator_options)
+  if cfg.algo.advantage not in algorithms.ADVANTAGES:
+    raise ValueError(f"config.algo.advantage={cfg.algo.advantage!r}; choose one of "
+                     f"{sorted(algorithms.ADVANTAGES)}")
+  algo = cfg.algo
+  epochs, num_mb = int(algo.epochs), int(algo.num_minibatches)
+  impl = cfg.train.get("logprob_impl")
+  on_policy = epochs == 1 and num_mb == 1 and not algo.get("force_old_logprobs", False)
+  spec = builders.loss_spec(algo, temperature=float(cfg.rollout.temperature), logprob_impl=impl,
+                            on_policy=on_policy)
+  row_fields = set(algorithms.loss_needs(spec.loss)) & {"behaviour_logp", "ref_logp"}
+  for name, _, _ in spec.aux:
+    row_fields |= set(getattr(algorithms.AUX_LOSSES[name], "needs", ()))
+  needs_ref = float(algo.kl_coef) > 0.0 or "ref_logp" in row_fields
 
   # --- data, tokenizer, model -------------------------------------------------------------------
   if not primary:  # process 0 trains and caches the tokenizer first; the others then load it
     multihost.barrier("rlvr_jax:tokenizer")
-  train_source, eval_examples, tokenizer, template, prompt_fn = build_inputs(cfg, workdir)
+  train_source, eval_examples, tokenizer, _, prompt_fn = build_inputs(cfg, workdir)
   if primary:
     multihost.barrier("rlvr_jax:tokenizer")
   rows_skipped = int(getattr(train_source, "num_skipped", 0))
@@ -346,7 +319,6 @@ def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> d
   sampler = parallel_sampler.MeshSampler(mesh, rules, graphdef, shardings, model_cfg)
   say(f"model {model_cfg.family}: {builders.count_params(params) / 1e6:.2f}M params, vocab "
       f"{model_cfg.vocab_size}; tokenizer vocab {tokenizer.vocab_size}; mesh {dict(mesh.shape)}")
-  impl = cfg.train.get("logprob_impl")
 
   # --- warm start -------------------------------------------------------------------------------
   if int(cfg.sft.steps) > 0:
@@ -359,182 +331,188 @@ def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> d
     if not sft_info.get("cached"):
       say(f"sft: {sft_info['steps']} steps in {sft_info['time_s']:.1f}s, final loss "
           f"{sft_info['final_loss']:.4f}")
-
-  ref_params = jax.tree.map(jnp.copy, params) if _needs_ref(cfg) else None
+  ref_params = jax.tree.map(jnp.copy, params) if needs_ref else None
 
   # --- optimizer, iterator, checkpoint ------------------------------------------------------------
-  algo = cfg.algo
-  epochs, num_mb = int(algo.epochs), int(algo.num_minibatches)
   total_steps = int(cfg.total_steps)
   tx = builders.build_optimizer(cfg.optim, total_steps * epochs * num_mb)
   opt_shardings = step_lib.state_shardings(params, shardings, tx, mesh_lib.replicated(mesh))
   opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
   rl_update = constraints.under_mesh(step_lib.jit_update(
       step_lib.rl_update, param_shardings=shardings, opt_shardings=opt_shardings), mesh, rules)
-  batch_logprobs = constraints.under_mesh(step_lib.batch_logprobs, mesh, rules)
   num_prompts = int(cfg.rollout.prompts_per_step)
   if num_prompts % jax.process_count():
     raise ValueError(f"config.rollout.prompts_per_step={num_prompts} must be a multiple of the "
                      f"number of processes ({jax.process_count()}): each loads an equal share")
-  p_local = num_prompts // jax.process_count()
-  it = data_lib.make_prompt_iterator(train_source, batch_size=p_local, seed=cfg.seed,
-                                     shard_index=jax.process_index(),
+  it = data_lib.make_prompt_iterator(train_source, batch_size=num_prompts // jax.process_count(),
+                                     seed=cfg.seed, shard_index=jax.process_index(),
                                      shard_count=jax.process_count())
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  max_to_keep=int(cfg.checkpoint.max_to_keep))
-  rng = jax.random.key(cfg.seed)
-  start = 0
+  state = RunState(params=params, opt_state=opt_state, ref_params=ref_params)
   if ckpt.latest_step() is not None:
     restored = ckpt.restore(None, params=params, opt_state=opt_state)
-    params, opt_state, rng, start = (restored["params"], restored["opt_state"], restored["rng"],
-                                     restored["step"])
+    state.params, state.opt_state, state.step = (restored["params"], restored["opt_state"],
+                                                 restored["step"])
     it.set_state(restored["data_state"])
-    say(f"resumed from {ckpt.directory} at step {start}")
+    if restored["algo_state"] is None:
+      say("the checkpoint predates the algorithm state: per-plug-in state starts empty")
+    else:
+      state.algo_state = restored["algo_state"]
+    say(f"resumed from {ckpt.directory} at step {state.step}")
+  filters = any(fn.stage == "generation" for _, fn, _ in builders_list)
+  env = Env(
+      cfg=cfg, workdir=workdir, say=say, primary=primary, tokenizer=tokenizer, prompt_fn=prompt_fn,
+      eval_examples=eval_examples, rows_skipped=rows_skipped, graphdef=graphdef,
+      model_cfg=model_cfg, mesh=mesh, put_batch=put_batch, sampler=sampler, tx=tx,
+      rl_update=rl_update,
+      logprob_jit=constraints.under_mesh(step_lib.batch_logprobs, mesh, rules),
+      token_stats_jit=constraints.under_mesh(step_lib.batch_token_stats, mesh, rules),
+      spec=spec, it=it, ckpt=ckpt, episode=episode, episode_options=episode_options,
+      builders=builders_list, allocator=allocator, allocator_options=allocator_options,
+      allocator_is_uniform=allocator is selection.ALLOCATORS["uniform"],
+      track_prompt_stats=(allocator is not selection.ALLOCATORS["uniform"]
+                          or bool(cfg.batch.track_prompt_stats)),
+      max_gen_batches=int(cfg.batch.max_gen_batches) if filters else 1,
+      row_fields=frozenset(row_fields), needs_ref=needs_ref)
+  env.eval_kwargs = dict(eval_options(cfg, tokenizer, prompt_fn), generate_fn=sampler.generate)
+  env.writer = metrics_lib.MetricsWriter(workdir, total_steps=total_steps, enabled=primary,
+                                         progress_bar=bool(cfg.log.progress_bar))
+  return env, state
 
-  def save(step_done: int):
-    ckpt.save(step_done, params=params, opt_state=opt_state, data_state=it.get_state(), rng=rng,
-              config_json=cfg.to_json_best_effort())
 
-  # --- evaluation before RL ---------------------------------------------------------------------
-  eval_kwargs = dict(eval_options(cfg, tokenizer, prompt_fn), generate_fn=sampler.generate)
+def update(env: Env, state: RunState, rows: dict[str, np.ndarray],
+           rng: np.random.Generator) -> list[dict]:
+  """``config.algo.epochs`` x ``num_minibatches`` optimizer steps on the rows (shuffled with
+  ``rng`` when ``config.algo.shuffle``); updates ``state`` in place, returns per-update metrics."""
+  algo = env.cfg.algo
+  n_rows = rows["tokens"].shape[0]
+  num_mb = env.num_minibatches
+  mb_rows = n_rows // num_mb
+  micro = int(algo.micro_batch_size) or n_rows // num_mb
+  out = []
+  for _ in range(int(algo.epochs)):
+    order = rng.permutation(n_rows) if algo.shuffle else np.arange(n_rows)
+    for m in range(num_mb):
+      idx = np.sort(order[m * mb_rows:(m + 1) * mb_rows]) if num_mb > 1 else order
+      mb = env.put_batch({k: v[idx] for k, v in rows.items()})
+      state.params, state.opt_state, um = env.rl_update(
+          state.params, state.opt_state, mb, graphdef=env.graphdef, tx=env.tx, spec=env.spec,
+          num_micro=max(1, mb_rows // min(micro, mb_rows)))
+      out.append(um)
+  return jax.device_get(out)
+
+
+def save(env: Env, state: RunState, step_done: int) -> None:
+  env.ckpt.save(step_done, params=state.params, opt_state=state.opt_state,
+                data_state=env.it.get_state(), config_json=env.cfg.to_json_best_effort(),
+                algo_state=state.algo_state)
+
+
+def after_step(env: Env, state: RunState, record: RolloutRecord, stats: dict, info: dict,
+               update_metrics: list[dict], rows: dict, times: dict, stop: _StopFlag) -> None:
+  """Metrics row, quick eval, non-finite accounting, checkpoint, preemption; advances the step."""
+  cfg = env.cfg
+  total_steps = int(cfg.total_steps)
+  record_m = step_metrics(record, stats, update_metrics, rows, times)
+  record_m.update(info)
+  per = int(cfg.algo.epochs) * env.num_minibatches
+  record_m["lr"] = float(builders.learning_rate_schedule(cfg.optim, env.optimizer_steps)(
+      (state.step + 1) * per))
+  done = state.step + 1
+  if (int(cfg.eval.every) and done % int(cfg.eval.every) == 0 and done < total_steps
+      and env.eval_examples):
+    quick = evaluator.evaluate(nnx.merge(env.graphdef, state.params), env.tokenizer,
+                               env.eval_examples[:int(cfg.eval.every_size)], seed=cfg.seed,
+                               **dict(env.eval_kwargs, num_samples=0))
+    record_m["eval/greedy_accuracy"] = quick["greedy_accuracy"]
+  # A non-finite loss or gradient skips that update inside rl_update (params and optimizer state
+  # kept); count such steps and stop once there are too many, leaving the last good checkpoint.
+  skipped = int(sum(float(m["nonfinite"]) for m in update_metrics))
+  state.nonfinite_steps += int(skipped > 0)
+  record_m["nonfinite_updates"] = skipped
+  record_m["nonfinite_steps_total"] = state.nonfinite_steps
+  env.writer.write(done, record_m)
+  state.step = done
+  if skipped:
+    logging.warning("step %d: %d update(s) with a non-finite loss or gradient were skipped "
+                    "(%d such steps so far)", done, skipped, state.nonfinite_steps)
+  if state.nonfinite_steps > int(cfg.train.max_nonfinite_steps):
+    env.ckpt.wait()
+    env.writer.close()
+    raise RuntimeError(
+        f"step {done}: {state.nonfinite_steps} steps had a non-finite loss or gradient, more than "
+        f"config.train.max_nonfinite_steps={cfg.train.max_nonfinite_steps}; stopping. The last "
+        f"checkpoint (step {env.ckpt.latest_step()}) in {env.ckpt.directory} is intact.")
+  stopping = multihost.any_process(stop.set)  # every process stops at the same step
+  if ((int(cfg.checkpoint.every) and done % int(cfg.checkpoint.every) == 0 and not skipped)
+      or stopping):
+    save(env, state, done)
+  if stopping:
+    env.ckpt.wait()
+    env.writer.close()
+    env.say(f"stopped by signal after step {done}; checkpoint saved, rerun with the same "
+            "--workdir to resume")
+    raise SystemExit(0)
+
+
+def evaluate(env: Env, state: RunState) -> dict:
+  return evaluator.evaluate(nnx.merge(env.graphdef, state.params), env.tokenizer,
+                            env.eval_examples, seed=env.cfg.seed, **env.eval_kwargs)
+
+
+def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> dict:
+  """Trains according to ``config``; returns the final eval summary (also in ``eval.json``).
+
+  ``devices``: the devices of the mesh (default: all, which a multi-process run needs); tests pass
+  a subset to compare meshes within one process.
+  """
+  t_start = time.time()
+  env, state = setup(config, workdir, devices=devices)
+  cfg, workdir, say = env.cfg, env.workdir, env.say
+  total_steps, start = int(cfg.total_steps), state.step
+
   before_path = os.path.join(workdir, "eval_before.json")
   before = None
-  if eval_examples and cfg.eval.before:
+  if env.eval_examples and cfg.eval.before:
     if os.path.exists(before_path):
       with open(before_path) as f:
         before = json.load(f)
     else:
-      before = evaluator.evaluate(nnx.merge(graphdef, params), tokenizer, eval_examples,
-                                  seed=cfg.seed, **eval_kwargs)
-      if primary:
+      before = evaluate(env, state)
+      if env.primary:
         with open(before_path, "w") as f:
           json.dump(before, f, indent=2)
     say("before RL: " + _eval_line(before))
 
-  # --- RL steps ---------------------------------------------------------------------------------
-  rollout = Rollout(cfg, tokenizer=tokenizer, prompt_fn=prompt_fn,
-                    reward_spec=rewards_lib.parse_spec(cfg.reward.terms), graphdef=graphdef,
-                    sampler=sampler)
-  on_policy = epochs == 1 and num_mb == 1 and not algo.get("force_old_logprobs", False)
-  spec = builders.loss_spec(algo, temperature=float(cfg.rollout.temperature), logprob_impl=impl,
-                            on_policy=on_policy)
-  writer = metrics_lib.MetricsWriter(workdir, total_steps=total_steps, enabled=primary,
-                                     progress_bar=bool(cfg.log.progress_bar))
   stop = _StopFlag()
   stop.install()
-  host_rng = np.random.default_rng([cfg.seed, start])
-  g = int(cfg.rollout.num_samples)
-  step = start
-  nonfinite_steps = 0
-  for step in range(start, total_steps):
+  while state.step < total_steps:
     t0 = time.time()
-    host_rng = np.random.default_rng([cfg.seed, step])
-    collected = rollout.collect(params, it, host_rng, num_prompts)
-    groups = collected["groups"]
-    t_roll = time.time() - t0
-
+    rng = np.random.default_rng([cfg.seed, state.step])  # all host randomness of this step
+    record, stats = collect_lib.collect(env, state, rng)
     t1 = time.time()
-    prompt_len = batch_lib.bucket(max(len(grp["prompt"]) for grp in groups),
-                                  maximum=max(int(cfg.data.max_prompt_len), 16))
-    rows, valid = rollout_rows(groups, pad_id=tokenizer.pad_id, group_size=g, prompt_len=prompt_len)
-    n_rows = rows["tokens"].shape[0]
-    micro = int(algo.micro_batch_size) or n_rows // num_mb
-    rewards = np.stack([grp["rewards"] for grp in groups])  # [P, G]
-    device_rows = put_batch(rows)
-    need_old = not on_policy or bool(algo.kl_in_reward and _needs_ref(cfg))
-    logp_kwargs = dict(graphdef=graphdef, temperature=spec.temperature, impl=impl,
-                       num_micro=max(1, n_rows // micro))
-    old_logp = ref_logp = None
-    # Log-probs come back to the host (the full global batch on every process), like the rows.
-    if need_old:
-      old_logp = multihost.to_host(batch_logprobs(params, device_rows, **logp_kwargs)[0])
-    if ref_params is not None:
-      ref_logp = multihost.to_host(batch_logprobs(ref_params, device_rows, **logp_kwargs)[0])
-    scores = jnp.asarray(rewards.reshape(-1))
-    reward_kl = None
-    if ref_params is not None and algo.kl_in_reward:
-      scores = algorithms.sequence_reward_minus_kl(
-          scores, old_logp, ref_logp, rows["mask"], kl_coef=float(algo.kl_coef),
-          kl_estimator=algo.kl_estimator)
-      # The KL folded into the reward is not seen by the loss: log its token mean as "kl".
-      kl_tok = algorithms.kl_estimate(algo.kl_estimator, jnp.asarray(old_logp), jnp.asarray(ref_logp))
-      reward_kl = float(jnp.sum(kl_tok * rows["mask"]) / max(float(rows["mask"].sum()), 1.0))
-    adv = algorithms.compute_advantages(algo.advantage, scores.reshape(-1, g),
-                                        **dict(algo.advantage_options or {}))
-    adv = np.asarray(adv).reshape(-1) * valid
-    rows["advantages"] = adv.astype(np.float32)
-    if old_logp is not None and not on_policy:
-      rows["old_logp"] = np.asarray(old_logp)
-    if ref_logp is not None and spec.kl_coef > 0:
-      rows["ref_logp"] = np.asarray(ref_logp)
-    t_logp = time.time() - t1
-
+    rows, info = collect_lib.prepare_batch(env, state, record)
     t2 = time.time()
-    update_metrics = []
-    mb_rows = n_rows // num_mb
-    for epoch in range(epochs):
-      order = host_rng.permutation(n_rows) if algo.shuffle else np.arange(n_rows)
-      for m in range(num_mb):
-        idx = np.sort(order[m * mb_rows:(m + 1) * mb_rows]) if num_mb > 1 else order
-        mb = put_batch({k: v[idx] for k, v in rows.items()})
-        params, opt_state, um = rl_update(
-            params, opt_state, mb, graphdef=graphdef, tx=tx, spec=spec,
-            num_micro=max(1, mb_rows // min(micro, mb_rows)))
-        update_metrics.append(um)
-    update_metrics = jax.device_get(update_metrics)
-    t_update = time.time() - t2
-    rng = jax.random.fold_in(rng, step)
+    update_metrics = update(env, state, rows, rng)
+    t3 = time.time()
+    times = {"time_rollout_s": t1 - t0, "time_logprob_s": t2 - t1, "time_update_s": t3 - t2,
+             "time_step_s": time.time() - t0}
+    after_step(env, state, record, stats, info, update_metrics, rows, times, stop)
+  if total_steps > start and env.ckpt.latest_step() != total_steps:
+    save(env, state, total_steps)
+  env.ckpt.wait()
+  env.writer.close()
+  return finish(env, state, before, time.time() - t_start)
 
-    record = _step_metrics(groups, collected["stats"], update_metrics, rows, t_roll, t_logp,
-                           t_update, time.time() - t0)
-    if reward_kl is not None:
-      record["kl"] = reward_kl
-    record["lr"] = float(builders.learning_rate_schedule(cfg.optim, total_steps * epochs * num_mb)(
-        (step + 1) * epochs * num_mb))
-    done = step + 1
-    if int(cfg.eval.every) and done % int(cfg.eval.every) == 0 and done < total_steps and eval_examples:
-      quick = evaluator.evaluate(nnx.merge(graphdef, params), tokenizer,
-                                 eval_examples[:int(cfg.eval.every_size)], seed=cfg.seed,
-                                 **dict(eval_kwargs, num_samples=0))
-      record["eval/greedy_accuracy"] = quick["greedy_accuracy"]
-    # A non-finite loss or gradient skips that update inside rl_update (params and optimizer state
-    # kept); count such steps and stop once there are too many, leaving the last good checkpoint.
-    skipped = int(sum(float(m["nonfinite"]) for m in update_metrics))
-    nonfinite_steps += int(skipped > 0)
-    record["nonfinite_updates"] = skipped
-    record["nonfinite_steps_total"] = nonfinite_steps
-    writer.write(done, record)
-    if skipped:
-      logging.warning("step %d: %d update(s) with a non-finite loss or gradient were skipped "
-                      "(%d such steps so far)", done, skipped, nonfinite_steps)
-    if nonfinite_steps > int(cfg.train.max_nonfinite_steps):
-      ckpt.wait()
-      writer.close()
-      raise RuntimeError(
-          f"step {done}: {nonfinite_steps} steps had a non-finite loss or gradient, more than "
-          f"config.train.max_nonfinite_steps={cfg.train.max_nonfinite_steps}; stopping. The last "
-          f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is intact.")
-    stopping = multihost.any_process(stop.set)  # every process stops at the same step
-    if ((int(cfg.checkpoint.every) and done % int(cfg.checkpoint.every) == 0 and not skipped)
-        or stopping):
-      save(done)
-    if stopping:
-      ckpt.wait()
-      writer.close()
-      say(f"stopped by signal after step {done}; checkpoint saved, rerun with the same --workdir "
-          "to resume")
-      raise SystemExit(0)
-  if total_steps > start and ckpt.latest_step() != total_steps:
-    save(total_steps)
-  ckpt.wait()
-  writer.close()
 
-  # --- evaluation after RL, plot, export ---------------------------------------------------------
-  summary: dict[str, Any] = {"steps": total_steps, "train_time_s": time.time() - t_start,
-                             "data_rows_skipped": rows_skipped}
-  if eval_examples and cfg.eval.after:
-    after = evaluator.evaluate(nnx.merge(graphdef, params), tokenizer, eval_examples,
-                               seed=cfg.seed, **eval_kwargs)
+def finish(env: Env, state: RunState, before: dict | None, train_time: float) -> dict:
+  """Held-out evaluation after RL, the metrics plot, and the export."""
+  cfg, say = env.cfg, env.say
+  summary: dict[str, Any] = {"steps": int(cfg.total_steps), "train_time_s": train_time,
+                             "data_rows_skipped": env.rows_skipped}
+  if env.eval_examples and cfg.eval.after:
+    after = evaluate(env, state)
     summary.update({"before": before, "after": after})
     if before is not None and "greedy_accuracy" in after:
       summary["greedy_gain_points"] = 100 * (after["greedy_accuracy"] - before["greedy_accuracy"])
@@ -542,23 +520,22 @@ def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> d
     if before is not None:
       say(f"held-out greedy accuracy: {100 * before['greedy_accuracy']:.1f}% -> "
           f"{100 * after['greedy_accuracy']:.1f}% ({summary['greedy_gain_points']:+.1f} points, "
-          f"n={after.get('num_problems', len(eval_examples))}, stderr "
+          f"n={after.get('num_problems', len(env.eval_examples))}, stderr "
           f"{100 * after['greedy_accuracy_stderr']:.1f})")
-  if primary:
-    writer.write_summary("eval", summary, workdir)
-    jsonl = os.path.join(workdir, "metrics.jsonl")
+  if env.primary:
+    env.writer.write_summary("eval", summary, env.workdir)
+    jsonl = os.path.join(env.workdir, "metrics.jsonl")
     if os.path.exists(jsonl) and os.path.getsize(jsonl):
-      metrics_lib.plot_metrics(jsonl, os.path.join(workdir, "metrics.png"))
+      metrics_lib.plot_metrics(jsonl, os.path.join(env.workdir, "metrics.png"))
   # Every process takes part in gathering sharded params; process 0 writes them.
+  params = state.params
   export_params = multihost.to_host(params) if cfg.export_hf and jax.process_count() > 1 else params
-  if primary:
-    if cfg.export_hf:
-      export = os.path.join(workdir, "export")
-      models.save_hf(nnx.merge(graphdef, export_params), model_cfg, export)
-      tokenizer.save(export)
-      say(f"exported policy to {export}")
+  if env.primary and cfg.export_hf:
+    export = os.path.join(env.workdir, "export")
+    models.save_hf(nnx.merge(env.graphdef, export_params), env.model_cfg, export)
+    env.tokenizer.save(export)
+    say(f"exported policy to {export}")
   return summary
-
 
 def eval_options(cfg: Any, tokenizer: Any, prompt_fn) -> dict:
   """Keyword arguments of ``evaluator.evaluate`` from ``config.eval`` / ``config.reward``."""
@@ -578,21 +555,29 @@ def _eval_line(result: Mapping[str, Any]) -> str:
   return ", ".join(f"{k} {100 * result[k]:.1f}%" for k in keys) + f" (n={result.get('num_problems')})"
 
 
-def _step_metrics(groups, stats, update_metrics, rows, t_roll, t_logp, t_update, t_step) -> dict:
-  rewards = np.concatenate([grp["rewards"] for grp in groups])
-  correct = np.concatenate([grp["correct"] for grp in groups])
-  lengths = np.concatenate([grp["lengths"] for grp in groups])
-  finish = np.concatenate([grp["finish"] for grp in groups])
+def step_metrics(record: RolloutRecord, stats: dict, update_metrics: list[dict], rows: dict,
+                 times: dict) -> dict:
+  """One metrics.jsonl row: rewards, accuracy, lengths of the record's rows (per turn / role too
+  when the episode has several), rollout stats, the mean (max / min) of the update metrics."""
+  correct, lengths = record.correct, record.lengths
   rec: dict[str, Any] = {
-      "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
+      "reward_mean": float(record.rewards.mean()), "reward_std": float(record.rewards.std()),
       "accuracy": float(correct.mean()), "response_len": float(lengths.mean()),
       "response_len_correct": float(lengths[correct].mean()) if correct.any() else None,
       "response_len_incorrect": float(lengths[~correct].mean()) if (~correct).any() else None,
-      "truncated_frac": float(np.mean(finish == sampling.FINISH_LENGTH)),
-      "time_rollout_s": t_roll, "time_logprob_s": t_logp, "time_update_s": t_update,
-      "time_step_s": t_step, "tokens_per_s": stats.get("gen_tokens", 0) / max(t_roll, 1e-9),
+      "truncated_frac": float(np.mean(record.finish == sampling.FINISH_LENGTH)),
+      "tokens_per_s": stats.get("gen_tokens", 0) / max(times["time_rollout_s"], 1e-9),
       "train_tokens": float(rows["mask"].sum()),
   }
+  rec.update(times)
+  for name, ids in (("turn", record.turn_ids), ("role", record.role_ids)):
+    values = np.unique(ids)
+    if len(values) > 1:
+      for v in values:
+        sel = ids == v
+        rec[f"{name}{int(v)}/reward_mean"] = float(record.rewards[sel].mean())
+        rec[f"{name}{int(v)}/accuracy"] = float(correct[sel].mean())
+        rec[f"{name}{int(v)}/response_len"] = float(lengths[sel].mean())
   rec.update({k: v for k, v in stats.items() if k != "gen_tokens"})
   if update_metrics:
     keys = update_metrics[0].keys()

@@ -51,6 +51,25 @@ class LossSpec:
   temperature: float = 1.0
   logprob_impl: str | None = None
   on_policy: bool = False  # old_logp = sg(logp): one epoch, one mini-batch, no extra forward
+  # config.algo.loss_options as sorted (key, value) pairs (hashable: one compile per setting).
+  loss_options: tuple = ()
+  # config.algo.aux_losses as (name, weight, sorted option pairs) triples.
+  aux: tuple = ()
+
+  @property
+  def options(self) -> dict:
+    return dict(self.loss_options)
+
+
+def freeze(value):
+  """A config value as a hashable one (lists -> tuples, dicts -> sorted item tuples)."""
+  if hasattr(value, "to_dict"):
+    value = value.to_dict()
+  if isinstance(value, dict):
+    return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+  if isinstance(value, (list, tuple)):
+    return tuple(freeze(v) for v in value)
+  return value
 
 
 def response_logprobs(model: nnx.Module, tokens: Int[Array, "B T"], positions: Int[Array, "B T"],
@@ -120,7 +139,17 @@ def policy_loss_fn(params: nnx.State, micro: dict[str, Array], *, graphdef: nnx.
       clip_low=spec.clip_low, clip_high=spec.clip_high, dual_clip=spec.dual_clip,
       ref_logp=micro.get("ref_logp"), kl_coef=spec.kl_coef, kl_estimator=spec.kl_estimator,
       entropy=ent, entropy_coef=spec.entropy_coef, global_tokens=norms["global_tokens"],
-      global_seqs=norms["global_seqs"], norm_constant=spec.norm_constant)
+      global_seqs=norms["global_seqs"], norm_constant=spec.norm_constant,
+      behaviour_logp=micro.get("behaviour_logp"), batch_stats=norms.get("batch_stats"),
+      **spec.options)
+  for name, weight, options in spec.aux:
+    aux_batch = dict(micro, entropy=ent)
+    aux_loss, aux_metrics = algorithms.AUX_LOSSES[name](
+        logp, micro["mask"], aux_batch, global_tokens=norms["global_tokens"],
+        global_seqs=norms["global_seqs"], **dict(options))
+    loss = loss + weight * aux_loss
+    metrics = dict(metrics, **{f"aux/{name}/{k}": v for k, v in aux_metrics.items()})
+    metrics["loss"] = loss
   return loss, metrics
 
 
@@ -149,10 +178,28 @@ def rl_update(params: nnx.State, opt_state: Any, batch: dict[str, Array], *,
               num_micro: int):
   """One optimizer step on one mini-batch (split into ``num_micro`` micro-batches)."""
   norms = algorithms.global_normalizers(batch["mask"])
+  prepare = algorithms.POLICY_LOSSES[spec.loss].prepare
+  if prepare is not None:
+    norms["batch_stats"] = _batch_stats(prepare, params, batch, graphdef=graphdef, spec=spec,
+                                        num_micro=num_micro)
   micro = _split_micro(batch, num_micro)
   loss_fn = functools.partial(policy_loss_fn, graphdef=graphdef, norms=norms, spec=spec)
   grads, metrics = _accumulate(loss_fn, params, micro, num_micro)
   return _apply(params, opt_state, grads, metrics, tx)
+
+
+def _batch_stats(prepare, params, batch, *, graphdef, spec: LossSpec, num_micro: int):
+  """The loss's ``prepare`` over the WHOLE mini-batch: the current policy's log-probs and
+  entropies of every row (one no-gradient forward, micro-batched like the update), so a statistic
+  such as an entropy quantile does not depend on how the mini-batch is split."""
+  logp, ent = _logprobs_of(jax.lax.stop_gradient(params), batch, graphdef=graphdef,
+                           temperature=spec.temperature, impl=spec.logprob_impl,
+                           num_micro=num_micro)
+  old_logp = logp if spec.on_policy else batch["old_logp"]
+  stats = prepare(logp=logp, entropy=ent, mask=batch["mask"], old_logp=old_logp,
+                  advantages=batch["advantages"],
+                  **algorithms.prepare_options(spec.loss, spec.options))
+  return jax.tree.map(jax.lax.stop_gradient, stats)
 
 
 def jit_update(fn, *, param_shardings: Any = None, opt_shardings: Any = None):
@@ -206,6 +253,11 @@ def _apply(params, opt_state, grads, metrics, tx):
 def batch_logprobs(params: nnx.State, batch: dict[str, Array], *, graphdef: nnx.GraphDef,
                    temperature: float, impl: str | None, num_micro: int):
   """Response log-probs and entropies [B, Tn] of a whole rollout batch (old / reference policy)."""
+  return _logprobs_of(params, batch, graphdef=graphdef, temperature=temperature, impl=impl,
+                      num_micro=num_micro)
+
+
+def _logprobs_of(params, batch, *, graphdef, temperature, impl, num_micro):
   keys = ("tokens", "positions", "attn_mask", "response")
   micro = _split_micro({k: batch[k] for k in keys}, num_micro)
   model = nnx.merge(graphdef, params)
@@ -216,6 +268,34 @@ def batch_logprobs(params: nnx.State, batch: dict[str, Array], *, graphdef: nnx.
 
   logp, ent = jax.lax.map(one, micro)  # [num_micro, B / num_micro, Tn]
   return _merge_micro(logp), _merge_micro(ent)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "temperature", "impl", "num_micro"))
+def batch_token_stats(params: nnx.State, batch: dict[str, Array], *, graphdef: nnx.GraphDef,
+                      temperature: float, impl: str | None, num_micro: int):
+  """Per-token statistics [B, Tn] of a rollout batch for label-free rewards: ``logp``,
+  ``entropy``, ``self_certainty`` (``algorithms.self_certainty_from_logp``: no [N, V] logits)
+  and ``mask``."""
+  keys = ("tokens", "positions", "attn_mask", "response")
+  micro = _split_micro({k: batch[k] for k in keys}, num_micro)
+  model = nnx.merge(graphdef, params)
+
+  def one(mb):
+    b, r = mb["response"].shape
+    t = mb["tokens"].shape[1]
+    hidden = model.hidden_states(mb["tokens"], positions=mb["positions"],
+                                 attention_mask=mb["attn_mask"])[:, t - r - 1:t - 1]  # [B, R, D]
+    hidden = hidden.reshape(b * r, -1)
+    weight = model.unembed_weight()
+    targets = mb["response"].reshape(b * r)
+    logp, ent = kernels.logprob(hidden, weight, targets, temperature=temperature,
+                                implementation=impl)
+    sc = algorithms.self_certainty_from_logp(hidden, weight, targets, logp, temperature)
+    return logp.reshape(b, r), ent.reshape(b, r), sc.reshape(b, r)
+
+  logp, ent, sc = jax.lax.map(one, micro)
+  return {"logp": _merge_micro(logp), "entropy": _merge_micro(ent),
+          "self_certainty": _merge_micro(sc)}
 
 
 def sft_loss_fn(params: nnx.State, micro: dict[str, Array], *, graphdef: nnx.GraphDef,

@@ -86,8 +86,9 @@ def test_paper_config_full_variant_needs_local_paths(name):
 def test_cpu_variant_keeps_the_method_and_shrinks_the_rest(name):
   full, cpu = helpers.get_config(name, None), helpers.get_config(name, "cpu")
   for key in ("advantage", "loss", "agg_mode", "kl_coef", "kl_estimator", "kl_in_reward",
-              "clip_low", "clip_high", "dual_clip", "dynamic_sampling"):
+              "clip_low", "clip_high", "dual_clip", "loss_options"):
     assert cpu.algo[key] == full.algo[key], (name, key)
+  assert cpu.batch.builders == full.batch.builders and cpu.episode == full.episode, name
   assert cpu.model.init == "preset" and cpu.tokenizer.kind == "char"
   assert cpu.data.train.source == "reasoning_gym" and cpu.data.eval is None
   assert cpu.rollout.prompts_per_step * cpu.rollout.num_samples <= 16

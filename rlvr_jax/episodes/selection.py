@@ -1,0 +1,202 @@
+"""Batch builders (what of the sampled rows is trained on) and allocators (how many rollouts a
+prompt gets). Both are flat registries chosen by name in ``config.batch``.
+
+Batch builder: ``fn(record, *, ctx: BuilderContext, **options) -> record``, applied in the order
+of ``config.batch.builders`` to every generation batch (``stage="generation"``) or once to the
+assembled step batch (``stage="final"``). A builder may
+  * mark groups invalid (``record.valid`` False): the trainer then samples more generation batches
+    (at most ``config.batch.max_gen_batches``) until it has as many valid groups as one generation
+    batch has groups, and fills what is still missing with invalid groups (trained with weight 0,
+    so shapes stay fixed). DAPO's dynamic sampling works this way;
+  * drop or pick rows (``record.select``): TTRL's "vote on N, train on n";
+  * add rows (replay), keeping what it needs in ``ctx.state`` (checkpointed).
+
+Allocator: ``fn(examples, *, default, ctx, **options) -> counts`` (one int per prompt), given the
+config's G as ``default`` and, in ``ctx.prompt_stats``, what earlier steps saw of each prompt
+(``{key: {"n": samples, "correct": sum, "reward": sum, "steps": seen}}``, key = `example_key`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from rlvr_jax.episodes.record import RolloutRecord, group_index
+from rlvr_jax.episodes.registry import check_options
+
+BuilderFn = Callable[..., RolloutRecord]
+AllocatorFn = Callable[..., Sequence[int]]
+
+BATCH_BUILDERS: dict[str, BuilderFn] = {}
+ALLOCATORS: dict[str, AllocatorFn] = {}
+STAGES = ("generation", "final")
+
+
+@dataclasses.dataclass
+class BuilderContext:
+  """What a builder or allocator may use: the step's numpy ``rng``, its own ``state`` slot (a dict
+  it may mutate; saved in every checkpoint), the ``step``, and the per-prompt statistics."""
+
+  rng: np.random.Generator
+  state: dict
+  step: int
+  prompt_stats: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+
+
+def register_builder(name: str, *, stage: str = "generation") -> Callable[[BuilderFn], BuilderFn]:
+  if stage not in STAGES:
+    raise ValueError(f"builder stage {stage!r}; choose one of {STAGES}")
+
+  def wrap(fn: BuilderFn) -> BuilderFn:
+    if name in BATCH_BUILDERS:
+      raise ValueError(f"batch builder {name!r} is already registered")
+    fn.stage = stage
+    BATCH_BUILDERS[name] = fn
+    return fn
+
+  return wrap
+
+
+def register_allocator(name: str) -> Callable[[AllocatorFn], AllocatorFn]:
+  def wrap(fn: AllocatorFn) -> AllocatorFn:
+    if name in ALLOCATORS:
+      raise ValueError(f"allocator {name!r} is already registered")
+    ALLOCATORS[name] = fn
+    return fn
+
+  return wrap
+
+
+def parse_builders(specs: Any) -> list[tuple[str, BuilderFn, dict]]:
+  """``config.batch.builders`` (a list of ``{name, options}`` dicts or names) -> checked entries."""
+  out = []
+  for i, spec in enumerate(list(specs or [])):
+    spec = spec.to_dict() if hasattr(spec, "to_dict") else spec
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    unknown = set(spec) - {"name", "options"}
+    if unknown or "name" not in spec:
+      raise ValueError(f"config.batch.builders[{i}] must be {{name, options}}, got keys {sorted(spec)}")
+    name = spec["name"]
+    if name not in BATCH_BUILDERS:
+      raise ValueError(f"config.batch.builders[{i}]: unknown batch builder {name!r}; choose one of "
+                       f"{sorted(BATCH_BUILDERS)}")
+    fn = BATCH_BUILDERS[name]
+    out.append((name, fn, check_options("batch builder", name, fn, spec.get("options") or {},
+                                        ("record", "ctx"))))
+  return out
+
+
+def get_allocator(name: str, options: Any) -> tuple[AllocatorFn, dict]:
+  if name not in ALLOCATORS:
+    raise ValueError(f"config.batch.allocator={name!r} is not a registered allocator; choose one "
+                     f"of {sorted(ALLOCATORS)}")
+  fn = ALLOCATORS[name]
+  return fn, check_options("allocator", name, fn, options or {}, ("examples", "default", "ctx"))
+
+
+def example_key(example: Mapping) -> str:
+  """A stable key of a data row for per-prompt statistics: its ``id`` if it has one, else a hash
+  of the question."""
+  if example.get("id") is not None:
+    return str(example["id"])
+  return hashlib.sha1(str(example.get("question", "")).encode()).hexdigest()[:16]
+
+
+def update_prompt_stats(stats: dict, record: RolloutRecord) -> None:
+  """Adds the valid rows of ``record`` to the per-prompt statistics table ``stats`` (in place)."""
+  if record.examples is None:
+    return
+  seen = set()
+  for i in np.flatnonzero(record.valid):
+    ex = record.examples[i]
+    if ex is None:
+      continue
+    key = example_key(ex)
+    entry = stats.setdefault(key, {"n": 0, "correct": 0.0, "reward": 0.0, "steps": 0})
+    entry["n"] += 1
+    entry["correct"] += float(record.correct[i])
+    entry["reward"] += float(record.rewards[i])
+    if key not in seen:
+      entry["steps"] += 1
+      seen.add(key)
+
+
+# ------------------------------------------------------------------------------------------------
+# Builders
+# ------------------------------------------------------------------------------------------------
+
+FILTER_METRICS = ("accuracy", "reward")
+
+
+def group_spread(record: RolloutRecord, metric: str) -> np.ndarray:
+  """Per-row flag: True where the row's group has no spread of ``metric`` (accuracy or reward)."""
+  if metric not in FILTER_METRICS:
+    raise ValueError(f"dynamic_sampling metric={metric!r}; choose one of {FILTER_METRICS}")
+  values = record.correct.astype(np.float32) if metric == "accuracy" else record.rewards
+  dense, _ = group_index(record.group_ids)
+  lo = np.full(dense.max(initial=-1) + 1, np.inf, np.float32)
+  hi = np.full_like(lo, -np.inf)
+  np.minimum.at(lo, dense, values)
+  np.maximum.at(hi, dense, values)
+  return (hi - lo)[dense] == 0.0
+
+
+@register_builder("dynamic_sampling")
+def dynamic_sampling(record: RolloutRecord, *, ctx: BuilderContext,
+                     metric: str = "accuracy") -> RolloutRecord:
+  """DAPO dynamic sampling (arXiv 2503.14476, sec. 3.2, eq. 11): a group whose ``metric`` is the
+  same for every sample (all correct or all wrong, for the paper's ``accuracy``) has zero advantage
+  and is marked invalid; the trainer resamples to refill. ``metric="reward"`` filters on the total
+  reward instead (shaping terms such as the overlong penalty included)."""
+  del ctx
+  return record.replace(valid=record.valid & ~group_spread(record, metric))
+
+
+@register_builder("vote_subsample")
+def vote_subsample(record: RolloutRecord, *, ctx: BuilderContext, n: int,
+                   mode: str = "random") -> RolloutRecord:
+  """TTRL's "vote on N, train on n" (arXiv 2504.16084, sec. 3): rewards were computed with all N
+  samples of a group (e.g. the majority vote); only ``n`` rows per group are kept for training:
+  the first n (``mode="first"``) or n drawn without replacement (``"random"``)."""
+  if mode not in ("first", "random"):
+    raise ValueError(f"vote_subsample mode={mode!r}; choose 'first' or 'random'")
+  n = int(n)
+  if n < 1:
+    raise ValueError(f"vote_subsample n={n}; need n >= 1")
+  keep = []
+  for g in dict.fromkeys(record.group_ids.tolist()):
+    rows = np.flatnonzero(record.group_ids == g)
+    if mode == "random" and len(rows) > n:
+      rows = np.sort(ctx.rng.choice(rows, size=n, replace=False))
+    keep.extend(rows[:n].tolist())
+  return record.select(keep)
+
+
+# ------------------------------------------------------------------------------------------------
+# Allocators
+# ------------------------------------------------------------------------------------------------
+
+
+@register_allocator("uniform")
+def uniform(examples: Sequence[Mapping], *, default: int, ctx: BuilderContext) -> list[int]:
+  """Every prompt gets the config's G samples (the GRPO default)."""
+  del ctx
+  return [int(default)] * len(examples)
+
+
+@register_allocator("by_success_rate")
+def by_success_rate(examples: Sequence[Mapping], *, default: int, ctx: BuilderContext,
+                    low: int = 2, high: int | None = None, prior: float = 0.5) -> list[int]:
+  """A simple informativeness allocator (the budget-reallocation idea of Knapsack RL / XRPO, not
+  either paper's exact rule): a prompt whose past success rate p is near 0 or 1 gets ``low``
+  samples, one near 0.5 up to ``high`` (default 2 G), in proportion to p (1 - p) / 0.25. Unseen
+  prompts use ``prior``. The total can differ from P * G; the sampler takes ragged counts."""
+  high = 2 * int(default) if high is None else int(high)
+  counts = []
+  for ex in examples:
+    entry = ctx.prompt_stats.get(example_key(ex))
+    p = entry["correct"] / entry["n"] if entry and entry["n"] else prior
+    counts.append(int(round(low + (high - low) * min(1.0, p * (1 - p) / 0.25))))
+  return counts
