@@ -95,7 +95,8 @@ def base() -> ml_collections.ConfigDict:
 
   # What of the sampled rows is trained on, and how many rollouts each prompt gets.
   c.batch = ml_collections.ConfigDict()
-  c.batch.builders = []  # [{name, options}] in order (rlvr_jax.episodes.BATCH_BUILDERS)
+  c.batch.builders = ()  # names, applied in order (rlvr_jax.episodes.BATCH_BUILDERS)
+  c.batch.builder_options = ml_collections.ConfigDict()  # <name>: that builder's options
   c.batch.max_gen_batches = 3  # generation batches per step when a builder drops groups
   c.batch.allocator = "uniform"  # per-prompt rollout counts (rlvr_jax.episodes.ALLOCATORS)
   c.batch.allocator_options = ml_collections.ConfigDict()
@@ -161,8 +162,9 @@ def dynamic_sampling(c: ml_collections.ConfigDict, *, metric: str = "accuracy",
   """DAPO dynamic sampling (arXiv 2503.14476, sec. 3.2) as the first batch builder: groups whose
   ``metric`` (accuracy as in the paper, or the total reward) has no spread are dropped and at most
   ``max_gen_batches`` generation batches are drawn to refill the step."""
-  c.batch.builders = [dict(name="dynamic_sampling", options=dict(metric=metric))] + [
-      b for b in c.batch.builders if b["name"] != "dynamic_sampling"]
+  c.batch.builders = ("dynamic_sampling",) + tuple(
+      b for b in c.batch.builders if b != "dynamic_sampling")
+  c.batch.builder_options.dynamic_sampling = ml_collections.ConfigDict(dict(metric=metric))
   c.batch.max_gen_batches = max_gen_batches
 
 

@@ -107,5 +107,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     common.cpu_variant(c)
     # A 2-step smoke run from a random model: every group scores 0, so dynamic sampling would mask
     # the whole batch; train on it as plain GRPO instead.
-    c.batch.builders = []
+    c.batch.builders = ()
   return c

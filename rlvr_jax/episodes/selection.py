@@ -69,22 +69,24 @@ def register_allocator(name: str) -> Callable[[AllocatorFn], AllocatorFn]:
   return wrap
 
 
-def parse_builders(specs: Any) -> list[tuple[str, BuilderFn, dict]]:
-  """``config.batch.builders`` (a list of ``{name, options}`` dicts or names) -> checked entries."""
+def parse_builders(names: Any, options: Any = None) -> list[tuple[str, BuilderFn, dict]]:
+  """``config.batch.builders`` (builder names, in order) with ``config.batch.builder_options``
+  (``<name>: {options}``) -> checked ``(name, fn, options)`` entries."""
+  options = options.to_dict() if hasattr(options, "to_dict") else dict(options or {})
+  if isinstance(names, str):
+    names = (names,)
   out = []
-  for i, spec in enumerate(list(specs or [])):
-    spec = spec.to_dict() if hasattr(spec, "to_dict") else spec
-    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
-    unknown = set(spec) - {"name", "options"}
-    if unknown or "name" not in spec:
-      raise ValueError(f"config.batch.builders[{i}] must be {{name, options}}, got keys {sorted(spec)}")
-    name = spec["name"]
+  for i, name in enumerate(list(names or ())):
     if name not in BATCH_BUILDERS:
       raise ValueError(f"config.batch.builders[{i}]: unknown batch builder {name!r}; choose one of "
                        f"{sorted(BATCH_BUILDERS)}")
     fn = BATCH_BUILDERS[name]
-    out.append((name, fn, check_options("batch builder", name, fn, spec.get("options") or {},
+    out.append((name, fn, check_options("batch builder", name, fn, options.get(name) or {},
                                         ("record", "ctx"))))
+  extra = sorted(set(options) - set(names or ()))
+  if extra:
+    raise ValueError(f"config.batch.builder_options has options for {extra}, which are not in "
+                     f"config.batch.builders={tuple(names or ())}")
   return out
 
 

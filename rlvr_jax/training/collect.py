@@ -33,14 +33,20 @@ def next_examples(env: Any, counters: dict) -> tuple[list[dict], list[list[int]]
   """
   want = env.num_prompts // jax.process_count()
   examples, prompts = [], []
+  seen = 0
   while len(examples) < want:
     for ex in next(env.it):
+      seen += 1
       ids = env.prompt_fn(ex)
       if not ids or len(ids) > env.max_prompt:
         counters["prompts_skipped_too_long"] = counters.get("prompts_skipped_too_long", 0) + 1
         continue
       examples.append(ex)
       prompts.append(ids)
+    if not examples and seen >= 100 * want:
+      raise ValueError(f"none of {seen} training prompts fits config.data.max_prompt_len="
+                       f"{env.max_prompt} tokens (after the template); raise it or shorten the "
+                       "template")
   examples, prompts = examples[:want], prompts[:want]
   return multihost.gather_rows(examples), multihost.gather_rows(prompts)
 

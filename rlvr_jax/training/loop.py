@@ -279,7 +279,7 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
       f.write(cfg.to_json_best_effort(indent=2))
   # Plug-ins first: a typo in an episode / builder / loss option fails before any work.
   episode, episode_options = episodes.get_episode(cfg.episode.name, cfg.episode.options)
-  builders_list = selection.parse_builders(cfg.batch.builders)
+  builders_list = selection.parse_builders(cfg.batch.builders, cfg.batch.builder_options)
   allocator, allocator_options = selection.get_allocator(cfg.batch.allocator,
                                                          cfg.batch.allocator_options)
   if cfg.algo.advantage not in algorithms.ADVANTAGES:
@@ -588,4 +588,7 @@ def step_metrics(record: RolloutRecord, stats: dict, update_metrics: list[dict],
     # "kl" is the KL to the reference policy when there is one; without a reference it falls back
     # to approx_kl (k3 of pi_old vs pi_theta), so the column is always present.
     rec.setdefault("kl", rec.get("approx_kl"))
+    for k in keys:  # a max / min over no trained token (every group filtered out) is undefined
+      if k.endswith(("_max", "_min")) and not np.isfinite(rec[k]):
+        rec[k] = None
   return rec

@@ -13,11 +13,13 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HELPER = str(pathlib.Path(__file__).with_name("mesh_runs_parallel_helper.py"))
 # A paper config's CPU variant: DAPO (dynamic sampling over several generation batches, 2 mini-batches
-# so old log-probs are recomputed, overlong reward so groups have variance) plus a KL term so the
-# reference model is sharded and used too.
+# so old log-probs are recomputed, overlong reward so groups have variance; dynamic sampling on the
+# total reward, since a random model never has accuracy spread) plus a KL term so the reference
+# model is sharded and used too.
 CONFIG = "configs/dapo.py:cpu"
-OVERRIDES = ["algo.kl_coef=0.01"]
-CLI_OVERRIDES = ["--config.algo.kl_coef=0.01"]
+OVERRIDES = ["algo.kl_coef=0.01", "batch.builder_options.dynamic_sampling.metric=reward"]
+CLI_OVERRIDES = ["--config.algo.kl_coef=0.01",
+                 "--config.batch.builder_options.dynamic_sampling.metric=reward"]
 # Host-side quantities that only match if every process/mesh sampled the same tokens.
 EXACT = ("reward_mean", "train_tokens", "gen_batches", "valid_group_frac")
 CLOSE = ("loss", "pg_loss", "entropy", "kl", "grad_norm", "update_norm", "param_norm")

@@ -26,6 +26,8 @@ def dapo_config(total_steps: int):
   cfg = helpers.get_config("dapo", "cpu")
   cfg.total_steps = total_steps
   cfg.reward.terms = list(cfg.reward.terms) + [dict(name=helpers.DIGITS_REWARD, weight=1.0)]
+  # A random model is never correct: filter on the reward's spread so that groups are trained.
+  cfg.batch.builder_options.dynamic_sampling.metric = "reward"
   cfg.lock()
   return cfg
 
