@@ -98,7 +98,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint.every = 20
 
   if arg == "cpu":
-    c.reward.terms = [dict(name="reasoning_gym", weight=1.0)]  # the CPU task's own 0/1 verifier
+    c.reward.terms = [dict(name="reasoning_gym", weight=1.0)]  # the CPU task's verifier (cpu_variant: exact match)
     c.reward.correctness = "reasoning_gym"  # (advantages are invariant to the map to +1 / -1)
     common.cpu_variant(c)
     # The same soft overlong shaping at CPU scale: the buffer keeps the ratio L_buf / L_max = 0.2.

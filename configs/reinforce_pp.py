@@ -22,9 +22,12 @@ Reproduction card
              that do not transfer to this stand-in; no number is claimed until measured here.
   measured:  none (the :cpu variant is a 2-step smoke test with a random tiny model).
 
-Deviation: OpenRLHF subtracts the KL per token and whitens token-level returns; the loop here
-subtracts the summed KL from the sequence reward and whitens sequence advantages (identical when
-the only reward is at the last token and gamma = 1, up to how the KL is spread over tokens).
+The advantage is the paper's token-level form (``reinforce_pp_token``): the score on the last
+token, -beta * KL_t on every token, returns-to-go (gamma = 1), whitened over all valid tokens of the
+batch. (An earlier version of this card claimed that whitening sequence rewards minus the summed KL
+is identical to this; it is not: the return at token t only pays the KL of tokens s >= t, and token
+whitening weights long responses more. The sequence form remains available as
+--config.algo.advantage=reinforce_pp.)
 Tags: [openrlhf] the reference script; [paper] as printed; [not in paper] this config's choice.
 """
 import ml_collections
@@ -59,7 +62,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.reward.threshold = 1.0
 
   # --- objective ---------------------------------------------------------------------------------
-  c.algo.advantage = "reinforce_pp"  # A = (r - mean_batch r) / std_batch r [paper eq. 8]
+  # r_t = 1[t = last] score - beta KL_t, A_t = whiten(sum_{s >= t} r_s) over the batch [paper eq. 6-8]
+  c.algo.advantage = "reinforce_pp_token"
   c.algo.advantage_options = ml_collections.ConfigDict()
   c.algo.loss = "ppo_clip"  # PPO's clipped surrogate without a critic [paper sec. 3]
   c.algo.clip_low = 0.2  # eps [openrlhf eps_clip default]
@@ -88,7 +92,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint.every = 10
 
   if arg == "cpu":
-    c.reward.terms = [dict(name="reasoning_gym", weight=1.0)]  # the CPU task's own 0/1 verifier
+    c.reward.terms = [dict(name="reasoning_gym", weight=1.0)]  # the CPU task's verifier (cpu_variant: exact match)
     c.reward.correctness = "reasoning_gym"
     common.cpu_variant(c)
     c.algo.num_minibatches = 2  # still off-policy after the first mini-batch

@@ -83,10 +83,12 @@ def parse_builders(names: Any, options: Any = None) -> list[tuple[str, BuilderFn
     fn = BATCH_BUILDERS[name]
     out.append((name, fn, check_options("batch builder", name, fn, options.get(name) or {},
                                         ("record", "ctx"))))
-  extra = sorted(set(options) - set(names or ()))
-  if extra:
-    raise ValueError(f"config.batch.builder_options has options for {extra}, which are not in "
-                     f"config.batch.builders={tuple(names or ())}")
+  # Options of a registered builder that is switched off are fine (a variant may drop it); a name
+  # that is no builder at all is a typo.
+  unknown = sorted(set(options) - set(BATCH_BUILDERS))
+  if unknown:
+    raise ValueError(f"config.batch.builder_options names unknown batch builders {unknown}; choose "
+                     f"from {sorted(BATCH_BUILDERS)}")
   return out
 
 

@@ -291,6 +291,8 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
   on_policy = epochs == 1 and num_mb == 1 and not algo.get("force_old_logprobs", False)
   spec = builders.loss_spec(algo, temperature=float(cfg.rollout.temperature), logprob_impl=impl,
                             on_policy=on_policy)
+  if spec.norm_constant is None:  # Dr. GRPO's L_const: the generation budget, not the batch's bucket
+    spec = dataclasses.replace(spec, norm_constant=float(cfg.rollout.max_new_tokens))
   row_fields = set(algorithms.loss_needs(spec.loss)) & {"behaviour_logp", "ref_logp"}
   for name, _, _ in spec.aux:
     row_fields |= set(getattr(algorithms.AUX_LOSSES[name], "needs", ()))

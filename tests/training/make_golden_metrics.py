@@ -1,5 +1,6 @@
 """Writes tests/training/golden/cpu_metrics.json: the deterministic metrics of every configs/*.py:cpu
-variant (two RL steps), which test_loop_configs_training pins.
+variant (two RL steps, plus the digit-fraction test reward: ``rl_loop_helpers.pinned_config``),
+which test_loop_configs_training pins.
 
 Regenerate only on purpose, when a change is meant to alter what a config does, and say so in the
 commit message:  python -m tests.training.make_golden_metrics [name ...]
@@ -22,7 +23,7 @@ def main(names):
   from rlvr_jax.training import loop  # pylint: disable=import-outside-toplevel
   golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
   for name in names or helpers.config_names():
-    cfg = helpers.get_config(name, "cpu")
+    cfg = helpers.pinned_config(name)
     cfg.lock()
     with tempfile.TemporaryDirectory() as d:
       loop.run(cfg, d)

@@ -37,6 +37,15 @@ def get_config(name: str, arg: str | None = "cpu"):
   return importlib.import_module(f"configs.{name}").get_config(arg)
 
 
+def pinned_config(name: str):
+  """The :cpu variant whose metrics golden/cpu_metrics.json pins: its reward terms plus the
+  digit-fraction reward, so that groups have reward spread and the updates are not no-ops."""
+  register_test_rewards()
+  cfg = get_config(name, "cpu")
+  cfg.reward.terms = list(cfg.reward.terms) + [dict(name=DIGITS_REWARD, weight=1.0)]
+  return cfg
+
+
 def register_test_rewards() -> None:
   """Two rewards for tests, registered once per process.
 

@@ -1,4 +1,5 @@
-"""Each configs/<name>.py:cpu variant runs two RL steps end to end through loop.run in-process.
+"""Each configs/<name>.py:cpu variant runs two RL steps end to end through loop.run in-process, and
+its metrics equal the pinned ones in golden/cpu_metrics.json (tests/training/make_golden_metrics.py).
 
 Every :cpu variant uses the configs/common.cpu_variant shapes, so the sampler programs are shared
 and only the update program of each distinct objective is compiled (persistent cache).
@@ -6,6 +7,7 @@ and only the update program of each distinct objective is compiled (persistent c
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import ml_collections
@@ -17,7 +19,7 @@ from tests.training import rl_loop_helpers as helpers
 
 @pytest.mark.parametrize("name", helpers.config_names())
 def test_cpu_variant_runs_two_steps(name, tmp_path):
-  cfg = helpers.get_config(name, "cpu")
+  cfg = helpers.pinned_config(name)
   cfg.lock()
   summary = loop.run(cfg, str(tmp_path))
 
@@ -44,3 +46,23 @@ def test_cpu_variant_runs_two_steps(name, tmp_path):
   with open(tmp_path / "eval.json") as f:
     assert json.load(f)["steps"] == 2 == summary["steps"]
   assert os.listdir(tmp_path / "tensorboard")
+  assert_matches_golden(name, [helpers.deterministic(r) for r in rows])
+
+
+GOLDEN = helpers.REPO / "tests" / "training" / "golden" / "cpu_metrics.json"
+
+
+def assert_matches_golden(name: str, rows: list[dict]) -> None:
+  """Same keys, same discrete values, floats within 1e-5 relative (the pinned run was on a machine
+  like CI's; bit-identity is checked by hand when the engine changes, see make_golden_metrics)."""
+  golden = json.loads(GOLDEN.read_text())
+  assert name in golden, (f"no pinned metrics for {name}: run python -m "
+                          f"tests.training.make_golden_metrics {name} and commit the file")
+  for want, got in zip(golden[name], rows, strict=True):
+    assert sorted(want) == sorted(got), (name, sorted(set(want) ^ set(got)))
+    for key, value in want.items():
+      if isinstance(value, float) and isinstance(got[key], float):
+        assert math.isclose(got[key], value, rel_tol=1e-5, abs_tol=1e-7), (name, want["step"], key,
+                                                                           value, got[key])
+      else:
+        assert got[key] == value, (name, want["step"], key, value, got[key])
