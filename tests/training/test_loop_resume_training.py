@@ -3,6 +3,7 @@ SIGTERM makes a run checkpoint and exit 0, and rerunning resumes from that check
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,3 +105,42 @@ def test_sigterm_checkpoints_exits_zero_and_resumes(tmp_path):
   loop.run(sigterm_run_helper.config(done + 1), str(workdir))  # rerun: resumes, one more step
   steps = [r["step"] for r in helpers.read_metrics(workdir)]
   assert steps == list(range(1, done + 2))
+
+
+def selfplay_config(total_steps: int):
+  """configs/selfplay_tictactoe.py:cpu: the RAE baselines live in the algorithm state."""
+  cfg = helpers.get_config("selfplay_tictactoe", "cpu")
+  cfg.total_steps = total_steps
+  cfg.checkpoint.every = 1
+  cfg.lock()
+  return cfg
+
+
+def algo_state(workdir, step: int) -> dict:
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                                  item_names=("params", "opt_state", "data", "meta", "algo"))
+  state = manager.restore(step, args=ocp.args.Composite(algo=ocp.args.JsonRestore()))["algo"]
+  manager.close()
+  return state
+
+
+def test_resume_restores_the_algorithm_state(tmp_path):
+  straight, split, legacy = tmp_path / "straight", tmp_path / "split", tmp_path / "legacy"
+  loop.run(selfplay_config(3), str(straight))
+  loop.run(selfplay_config(2), str(split))
+  loop.run(selfplay_config(3), str(split))
+  rows_a, rows_b = helpers.read_metrics(straight), helpers.read_metrics(split)
+  assert [r["step"] for r in rows_b] == [1, 2, 3]
+  for a, b in zip(rows_a, rows_b):
+    assert helpers.deterministic(a) == helpers.deterministic(b), a["step"]
+  baselines = algo_state(straight, 3)["advantage"]["baseline"]
+  assert baselines and baselines == algo_state(split, 3)["advantage"]["baseline"]
+  assert baselines != algo_state(split, 2)["advantage"]["baseline"]  # it kept moving
+  # A checkpoint written before the algorithm state existed (no "algo" item) still restores, with
+  # the initial (empty) state: the baselines restart from 0.
+  loop.run(selfplay_config(2), str(legacy))
+  shutil.rmtree(legacy / "checkpoints" / "2" / "algo")
+  loop.run(selfplay_config(3), str(legacy))
+  rows_c = helpers.read_metrics(legacy)
+  assert [r["step"] for r in rows_c] == [1, 2, 3]
+  assert rows_c[2]["adv/baseline_role0"] != rows_a[2]["adv/baseline_role0"]

@@ -15,6 +15,7 @@ import pytest
 from flax import nnx
 
 from configs import common
+from rlvr_jax import algorithms
 from rlvr_jax.training import batch as batch_lib
 from rlvr_jax.training import builders
 from rlvr_jax.training import step as step_lib
@@ -75,3 +76,60 @@ def test_rl_update_is_invariant_to_micro_batch_size(name):
   for k in m1:
     np.testing.assert_allclose(m1[k], m4[k], rtol=1e-4, atol=1e-6, err_msg=k)
   assert m1["clip_frac"] > 0  # the clipped branch is exercised
+
+
+# --- A loss whose statistic must be taken over the whole mini-batch (80/20-style entropy mask) ---
+
+def _entropy_threshold(*, logp, entropy, mask, old_logp, advantages, top_frac=0.5):
+  del logp, old_logp, advantages
+  return {"threshold": algorithms.masked_quantile(entropy, mask, 1.0 - top_frac)}
+
+
+if "test_high_entropy_pg" not in algorithms.POLICY_LOSSES:
+  @algorithms.register_policy_loss("test_high_entropy_pg", prepare=_entropy_threshold)
+  def _high_entropy_pg(logp, old_logp, advantages, mask, *, entropy, batch_stats, top_frac=0.5,
+                       clip_low=0.2, clip_high=0.2, dual_clip=None):
+    """Policy gradient on the tokens whose entropy is at or above the mini-batch quantile."""
+    del mask, top_frac, clip_low, clip_high, dual_clip
+    keep = (entropy >= batch_stats["threshold"]).astype(logp.dtype)
+    ratio = jnp.exp(logp - old_logp)
+    zeros = jnp.zeros_like(logp)
+    return -advantages * ratio * keep, {"clip_frac_high": zeros, "clip_frac_low": zeros,
+                                        "ratio": ratio, "kept": keep}
+
+
+def test_prepare_statistic_is_over_the_mini_batch_not_the_micro_batch():
+  graphdef, params, rows = _setup()
+  spec = step_lib.LossSpec(loss="test_high_entropy_pg", agg_mode="token-mean", on_policy=False,
+                           loss_options=(("top_frac", 0.2),))
+  _, ent = step_lib.batch_logprobs(params, rows, graphdef=graphdef, temperature=1.0, impl=None,
+                                   num_micro=1)
+  ent, mask = np.asarray(ent), rows["mask"]
+  valid = np.sort(ent[mask > 0])
+  want = valid[int(np.floor(0.8 * (valid.size - 1)))]  # the quantile over all 16 rows' tokens
+  kept_frac = float((ent[mask > 0] >= want).mean())
+  tx = optax.sgd(0.5)
+  update = step_lib.jit_update(step_lib.rl_update)
+  out = {}
+  for num_micro in (1, 4):
+    p = jax.tree.map(jnp.copy, params)
+    new, _, metrics = update(p, tx.init(p), {k: jnp.asarray(v) for k, v in rows.items()},
+                             graphdef=graphdef, tx=tx, spec=spec, num_micro=num_micro)
+    out[num_micro] = ([np.asarray(x) for x in jax.tree.leaves(new)], jax.device_get(metrics))
+  # "kept" is the token mean of the mask: with a per-micro-batch quantile it would differ.
+  for num_micro in (1, 4):
+    np.testing.assert_allclose(out[num_micro][1]["kept"], kept_frac, rtol=1e-5)
+  for a, b in zip(out[1][0], out[4][0], strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # Per micro-batch (4 rows each) the quantile would keep a different set of tokens.
+  per_micro = [ent[k::4][mask[k::4] > 0] for k in range(4)]
+  local = sum(int((e >= np.sort(e)[int(np.floor(0.8 * (e.size - 1)))]).sum()) for e in per_micro)
+  assert local != int(round(kept_frac * (mask > 0).sum()))
+
+
+def test_loss_options_are_checked_by_name():
+  with pytest.raises(ValueError, match=r"unknown options \['top_fraq'\].*top_frac"):
+    algorithms.check_loss_options("test_high_entropy_pg", {"top_fraq": 0.2})
+  with pytest.raises(ValueError, match="unknown options"):
+    algorithms.check_loss_options("ppo_clip", {"rho": 0.2})
+  assert algorithms.check_loss_options("test_high_entropy_pg", {"top_frac": 0.2}) == {"top_frac": 0.2}

@@ -1,0 +1,61 @@
+"""The trainer-facing advantage entry point: rectangles equal compute_advantages, ragged groups run
+by size, row-form estimators get side inputs and keep state (RAE, hand-worked), and the per-token
+REINFORCE++ form (hand-worked)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rlvr_jax import algorithms
+
+
+def test_rectangle_is_compute_advantages_and_ragged_runs_per_group():
+  r = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0], np.float32)
+  groups = np.array([0, 0, 0, 1, 1, 1])
+  adv, _ = algorithms.estimate("grpo", r, group_ids=groups, rectangular=3, side={}, options={})
+  np.testing.assert_array_equal(adv, np.asarray(algorithms.compute_advantages(
+      "grpo", r.reshape(2, 3))).reshape(-1))
+  ragged = np.array([0, 0, 1, 1, 1, 2], np.int32)  # sizes 2, 3, 1
+  adv, _ = algorithms.estimate("rloo", r, group_ids=ragged, rectangular=None, side={}, options={})
+  # rloo by hand: group 0 [1, 0] -> [1, -1]; group 1 [0, 1, 1] -> [-1, 0.5, 0.5]; singleton -> 0
+  np.testing.assert_allclose(adv, [1.0, -1.0, -1.0, 0.5, 0.5, 0.0], atol=1e-6)
+  with pytest.raises(ValueError, match="ragged"):
+    algorithms.estimate("reinforce_pp_baseline", r, group_ids=ragged, rectangular=None, side={},
+                        options={})
+  with pytest.raises(ValueError, match=r"unknown options \['scale'\]"):
+    algorithms.estimate("grpo", r, group_ids=groups, rectangular=3, side={}, options={"scale": 1})
+
+
+def test_role_baseline_is_spirals_rae_and_keeps_its_state():
+  state = {}
+  # game 0: seat 0 wins (2 rows), seat 1 loses (1 row); game 1: seat 1 wins.
+  rewards = np.array([1.0, -1.0, 1.0, -1.0, 1.0], np.float32)
+  roles = np.array([0, 1, 0, 0, 1])
+  games = np.array([0, 0, 0, 1, 1])
+  adv, metrics = algorithms.estimate("role_baseline", rewards, group_ids=games, rectangular=None,
+                                     side={"roles": roles, "state": state},
+                                     options={"decay": 0.5})
+  # b0: 0 -> A = 1 - 0, b0 = 0.5; b1: 0 -> A = -1, b1 = -0.5; game 1: seat 0 A = -1 - 0.5,
+  # b0 = 0.5 * 0.5 - 0.5 = -0.25; seat 1 A = 1 - (-0.5) = 1.5, b1 = 0.25.
+  np.testing.assert_allclose(adv, [1.0, -1.0, 1.0, -1.5, 1.5])
+  assert state["baseline"] == {"0": -0.25, "1": 0.25}
+  assert metrics == {"baseline_role0": -0.25, "baseline_role1": 0.25}
+  adv2, _ = algorithms.estimate("role_baseline", np.array([1.0], np.float32),
+                                group_ids=np.array([0]), rectangular=None,
+                                side={"roles": np.array([0]), "state": state},
+                                options={"decay": 0.5})
+  np.testing.assert_allclose(adv2, [1.25])  # the baseline carried over from the previous call
+
+
+def test_reinforce_pp_token_places_score_and_kl_on_their_tokens():
+  mask = np.array([[1, 1, 1], [1, 1, 0]], np.float32)
+  scores = np.array([1.0, 0.0], np.float32)
+  kl = np.array([[0.1, 0.0, 0.2], [0.0, 0.3, 0.0]], np.float32)
+  adv, _ = algorithms.estimate(
+      "reinforce_pp_token", scores, group_ids=np.array([0, 1]), rectangular=None,
+      side={"mask": mask, "scores": scores, "kl_penalty": kl}, options={})
+  # returns-to-go: row 0 [1 - 0.3, 1 - 0.2, 1 - 0.2] = [0.7, 0.8, 0.8]; row 1 [-0.3, -0.3, -]
+  returns = np.array([0.7, 0.8, 0.8, -0.3, -0.3])
+  want = (returns - returns.mean()) / (returns.std() + 1e-6)
+  np.testing.assert_allclose(adv[mask > 0], want, rtol=1e-5)
+  assert adv[1, 2] == 0.0 and adv.shape == (2, 3)
