@@ -1,7 +1,7 @@
 """RL algorithm core: advantage estimators, policy losses, KL regularisers, loss aggregation.
 
 Every piece is a small pure jnp function in a flat registry, selected by name from the config
-(catalog.md 4.1, plug-in points 5 and 6). All are jittable; pass names and mode strings as static
+(docs/adding_a_method.md shows how to add each kind). All are jittable; pass names and mode strings as static
 Python values.
 
 Contracts used by the trainer

@@ -1,21 +1,23 @@
-"""The RL loop: rollout -> rewards -> batch -> advantages -> log-probs -> updates -> metrics -> checkpoint.
+"""The RL loop, as named phases over a small run state.
 
-``run(config, workdir)`` is what ``python -m experiments.run`` calls. One step:
+``run(config, workdir)`` is what ``python -m experiments.run`` calls:
 
-1. take P prompts from the grain iterator (this process's shard), template and tokenize them;
-2. sample G completions per prompt (``rlvr_jax.sampling``: prompt prefilled once, KV fanned out);
-3. score them with the configured reward terms (``rlvr_jax.rewards.compute_rewards``); with DAPO
-   dynamic sampling, drop groups whose rewards are all equal and sample more batches to refill;
-4. build padded rows (shape buckets), compute old / reference log-probs with the fused kernel when
-   needed (not when strictly on-policy: one epoch, one mini-batch, where ratio = 1 exactly);
-5. advantages over [P, G] (``rlvr_jax.algorithms.compute_advantages``);
-6. mu epochs x mini-batches of ``step.rl_update`` (one jitted function, gradient accumulation over
-   micro-batches with global token counts);
-7. metrics (stdout, metrics.jsonl, TensorBoard), checkpoint every ``config.checkpoint.every`` steps
-   and on SIGTERM.
+* ``setup``: plug-ins (episode, batch builders, allocator, loss spec; typos fail first), data,
+  tokenizer, model, mesh, warm start, optimizer, iterator; restores the latest checkpoint (params,
+  optimizer, data position, algorithm state). Returns the fixed `Env` and the mutable `RunState`.
+* ``collect`` (training/collect.py): examples -> allocator -> episode -> batch builders -> one
+  `RolloutRecord` (several generation batches when a builder drops groups);
+* ``prepare_batch`` (training/collect.py): padded rows, old / reference log-probs when needed, the
+  KL folded into the reward, advantages (group ids, side inputs, persistent state);
+* ``update``: mu epochs x mini-batches of ``step.rl_update`` (one jitted function, gradient
+  accumulation over micro-batches with global token counts);
+* ``after_step``: metrics (stdout, metrics.jsonl, TensorBoard), quick eval, non-finite accounting,
+  checkpoint every ``config.checkpoint.every`` steps and on SIGTERM;
+* ``finish``: held-out evaluation after RL (``eval.json``, before it: ``eval_before.json``), the
+  metrics plot and the ``save_hf`` export.
 
-Held-out evaluation runs before the first step and after the last (``eval.json``), then the policy
-is exported with ``save_hf``.
+All host randomness of a step comes from ``np.random.default_rng([seed, step])``, so a resumed run
+draws what the uninterrupted one drew.
 """
 from __future__ import annotations
 
