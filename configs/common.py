@@ -53,7 +53,11 @@ def base() -> ml_collections.ConfigDict:
   c.rollout = ml_collections.ConfigDict()
   c.rollout.prompts_per_step = 32  # P
   c.rollout.num_samples = 8  # G
-  c.rollout.temperature = 1.0
+  c.rollout.temperature = 1.0  # T0 (the whole response's temperature with a constant schedule)
+  # Per-position temperature over the response: constant | linear | cosine from T0 to T1 = end
+  # (rlvr_jax.sampling.position_temperature); the learner's log-probs use the same schedule.
+  c.rollout.temperature_schedule = "constant"
+  c.rollout.temperature_end = config_dict.placeholder(float)
   c.rollout.top_p = 1.0
   c.rollout.top_k = 0
   c.rollout.min_p = 0.0

@@ -103,6 +103,9 @@ class EpisodeContext:
     options = dict(max_new_tokens=int(r.max_new_tokens), temperature=float(r.temperature),
                    top_p=float(r.top_p), top_k=int(r.top_k), min_p=float(r.min_p),
                    eos_ids=tuple(self.tokenizer.eos_ids), pad_id=self.tokenizer.pad_id)
+    schedule = getattr(r, "temperature_schedule", "constant")
+    if schedule != "constant":  # only then: a constant schedule keeps today's sampler program
+      options.update(temperature_schedule=schedule, temperature_end=float(r.temperature_end))
     unknown = sorted(set(overrides) - set(options) - {"temperature_end", "temperature_schedule"})
     if unknown:
       raise ValueError(f"EpisodeContext.sample: unknown sampling options {unknown}; valid: "

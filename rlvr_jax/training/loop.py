@@ -295,6 +295,11 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
                             on_policy=on_policy)
   if spec.norm_constant is None:  # Dr. GRPO's L_const: the generation budget, not the batch's bucket
     spec = dataclasses.replace(spec, norm_constant=float(cfg.rollout.max_new_tokens))
+  schedule = cfg.rollout.get("temperature_schedule", "constant")
+  if schedule != "constant":  # the learner reproduces the sampler's per-position temperature
+    spec = dataclasses.replace(spec, temperature=(
+        float(cfg.rollout.temperature), float(cfg.rollout.temperature_end), schedule,
+        int(cfg.rollout.max_new_tokens)))
   row_fields = set(algorithms.loss_needs(spec.loss)) & {"behaviour_logp", "ref_logp"}
   for name, _, _ in spec.aux:
     row_fields |= set(getattr(algorithms.AUX_LOSSES[name], "needs", ()))

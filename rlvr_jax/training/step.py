@@ -33,6 +33,7 @@ from jaxtyping import Array, Float, Int
 
 from rlvr_jax import algorithms
 from rlvr_jax import kernels
+from rlvr_jax import sampling
 from rlvr_jax.parallel.constraints import constrain
 
 
@@ -48,7 +49,9 @@ class LossSpec:
   kl_estimator: str = "k3"
   entropy_coef: float = 0.0
   norm_constant: float | None = None
-  temperature: float = 1.0
+  # A float, or (T0, T1, schedule, max_new_tokens) for a per-position sampling temperature
+  # schedule (rlvr_jax.sampling.position_temperature), which the learner then reproduces.
+  temperature: float | tuple = 1.0
   logprob_impl: str | None = None
   on_policy: bool = False  # old_logp = sg(logp): one epoch, one mini-batch, no extra forward
   # config.algo.loss_options as sorted (key, value) pairs (hashable: one compile per setting).
@@ -75,16 +78,31 @@ def freeze(value):
 def response_logprobs(model: nnx.Module, tokens: Int[Array, "B T"], positions: Int[Array, "B T"],
                       attn_mask: Array, response: Int[Array, "B R"], *, temperature: float,
                       impl: str | None) -> tuple[Float[Array, "B R"], Float[Array, "B R"]]:
-  """log pi(response_t | prefix) and the entropy at each response position (float32)."""
+  """log pi(response_t | prefix) and the entropy at each response position (float32).
+
+  ``temperature`` is a float or a schedule tuple ``(T0, T1, schedule, N)``: response position t
+  then uses the sampler's temperature T_t (``sampling.position_temperature``), applied by scaling
+  that position's hidden state by 1 / T_t (the logits are linear in it)."""
   b, r = response.shape
   t = tokens.shape[1]
   hidden = model.hidden_states(tokens, positions=positions, attention_mask=attn_mask)  # [B, T, D]
   # Position j predicts token j + 1: the response tokens [T - R, T) come from hidden [T-R-1, T-1).
   hidden = hidden[:, t - r - 1:t - 1]  # [B, R, D]
+  hidden, temperature = scheduled_hidden(hidden, temperature)
   logp, ent = kernels.logprob(hidden.reshape(b * r, -1), model.unembed_weight(),
                               response.reshape(b * r), temperature=temperature,
                               implementation=impl)
   return logp.reshape(b, r), ent.reshape(b, r)
+
+
+def scheduled_hidden(hidden: Float[Array, "B R D"], temperature) -> tuple[Array, float]:
+  """(hidden, kernel temperature): a float temperature is left to the kernel; a schedule tuple
+  scales position t's hidden state by 1 / T_t and returns temperature 1."""
+  if not isinstance(temperature, tuple):
+    return hidden, temperature
+  temps = sampling.position_temperature(temperature, jnp.arange(hidden.shape[1]))  # [R]
+  scale = (1.0 / jnp.asarray(temps, jnp.float32)).astype(hidden.dtype)
+  return hidden * scale[None, :, None], 1.0
 
 
 def _split_micro(batch: dict[str, Array], num_micro: int) -> dict[str, Array]:
@@ -285,12 +303,12 @@ def batch_token_stats(params: nnx.State, batch: dict[str, Array], *, graphdef: n
     t = mb["tokens"].shape[1]
     hidden = model.hidden_states(mb["tokens"], positions=mb["positions"],
                                  attention_mask=mb["attn_mask"])[:, t - r - 1:t - 1]  # [B, R, D]
+    hidden, temp = scheduled_hidden(hidden, temperature)
     hidden = hidden.reshape(b * r, -1)
     weight = model.unembed_weight()
     targets = mb["response"].reshape(b * r)
-    logp, ent = kernels.logprob(hidden, weight, targets, temperature=temperature,
-                                implementation=impl)
-    sc = algorithms.self_certainty_from_logp(hidden, weight, targets, logp, temperature)
+    logp, ent = kernels.logprob(hidden, weight, targets, temperature=temp, implementation=impl)
+    sc = algorithms.self_certainty_from_logp(hidden, weight, targets, logp, temp)
     return logp.reshape(b, r), ent.reshape(b, r), sc.reshape(b, r)
 
   logp, ent, sc = jax.lax.map(one, micro)
