@@ -38,7 +38,6 @@ from rlvr_jax import algorithms
 from rlvr_jax import data as data_lib
 from rlvr_jax import episodes
 from rlvr_jax import models
-from rlvr_jax import sampling
 from rlvr_jax.episodes import selection
 from rlvr_jax.episodes.record import RolloutRecord
 from rlvr_jax.eval import evaluator
@@ -268,6 +267,43 @@ class Env:
 # Phases
 # ------------------------------------------------------------------------------------------------
 
+def plugins(cfg: Any) -> dict:
+  """Every plug-in the config names, checked (an unknown name or option is a ValueError naming
+  it), as `Env` fields: episode, batch builders, allocator, loss spec, the extra row fields and
+  whether a reference policy is kept."""
+  episode, episode_options = episodes.get_episode(cfg.episode.name, cfg.episode.options)
+  builders_list = selection.parse_builders(cfg.batch.builders, cfg.batch.builder_options)
+  allocator, allocator_options = selection.get_allocator(cfg.batch.allocator,
+                                                         cfg.batch.allocator_options)
+  if cfg.algo.advantage not in algorithms.ADVANTAGES:
+    raise ValueError(f"config.algo.advantage={cfg.algo.advantage!r}; choose one of "
+                     f"{sorted(algorithms.ADVANTAGES)}")
+  algo = cfg.algo
+  on_policy = (int(algo.epochs) == 1 and int(algo.num_minibatches) == 1
+               and not algo.get("force_old_logprobs", False))
+  spec = builders.loss_spec(algo, temperature=float(cfg.rollout.temperature),
+                            logprob_impl=cfg.train.get("logprob_impl"), on_policy=on_policy)
+  if spec.norm_constant is None:  # Dr. GRPO's L_const: the generation budget, not the batch's bucket
+    spec = dataclasses.replace(spec, norm_constant=float(cfg.rollout.max_new_tokens))
+  schedule = cfg.rollout.get("temperature_schedule", "constant")
+  if schedule != "constant":  # the learner reproduces the sampler's per-position temperature
+    spec = dataclasses.replace(spec, temperature=(
+        float(cfg.rollout.temperature), float(cfg.rollout.temperature_end), schedule,
+        int(cfg.rollout.max_new_tokens)))
+  row_fields = set(algorithms.loss_needs(spec.loss)) & {"behaviour_logp", "ref_logp"}
+  for name, _, _ in spec.aux:
+    row_fields |= set(getattr(algorithms.AUX_LOSSES[name], "needs", ()))
+  uniform = allocator is selection.ALLOCATORS["uniform"]
+  filters = any(fn.stage == "generation" for _, fn, _ in builders_list)
+  return dict(
+      episode=episode, episode_options=episode_options, builders=builders_list,
+      allocator=allocator, allocator_options=allocator_options, allocator_is_uniform=uniform,
+      track_prompt_stats=not uniform or bool(cfg.batch.track_prompt_stats),
+      max_gen_batches=int(cfg.batch.max_gen_batches) if filters else 1, spec=spec,
+      row_fields=frozenset(row_fields),
+      needs_ref=float(algo.kl_coef) > 0.0 or "ref_logp" in row_fields)
+
+
 def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> tuple[Env, RunState]:
   """Data, tokenizer, model, mesh, warm start, optimizer, plug-ins, iterator; restores the latest
   checkpoint of ``workdir`` (params, optimizer, data position, algorithm state) when there is one."""
@@ -280,30 +316,9 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(cfg.to_json_best_effort(indent=2))
   # Plug-ins first: a typo in an episode / builder / loss option fails before any work.
-  episode, episode_options = episodes.get_episode(cfg.episode.name, cfg.episode.options)
-  builders_list = selection.parse_builders(cfg.batch.builders, cfg.batch.builder_options)
-  allocator, allocator_options = selection.get_allocator(cfg.batch.allocator,
-                                                         cfg.batch.allocator_options)
-  if cfg.algo.advantage not in algorithms.ADVANTAGES:
-    raise ValueError(f"config.algo.advantage={cfg.algo.advantage!r}; choose one of "
-                     f"{sorted(algorithms.ADVANTAGES)}")
-  algo = cfg.algo
-  epochs, num_mb = int(algo.epochs), int(algo.num_minibatches)
-  impl = cfg.train.get("logprob_impl")
-  on_policy = epochs == 1 and num_mb == 1 and not algo.get("force_old_logprobs", False)
-  spec = builders.loss_spec(algo, temperature=float(cfg.rollout.temperature), logprob_impl=impl,
-                            on_policy=on_policy)
-  if spec.norm_constant is None:  # Dr. GRPO's L_const: the generation budget, not the batch's bucket
-    spec = dataclasses.replace(spec, norm_constant=float(cfg.rollout.max_new_tokens))
-  schedule = cfg.rollout.get("temperature_schedule", "constant")
-  if schedule != "constant":  # the learner reproduces the sampler's per-position temperature
-    spec = dataclasses.replace(spec, temperature=(
-        float(cfg.rollout.temperature), float(cfg.rollout.temperature_end), schedule,
-        int(cfg.rollout.max_new_tokens)))
-  row_fields = set(algorithms.loss_needs(spec.loss)) & {"behaviour_logp", "ref_logp"}
-  for name, _, _ in spec.aux:
-    row_fields |= set(getattr(algorithms.AUX_LOSSES[name], "needs", ()))
-  needs_ref = float(algo.kl_coef) > 0.0 or "ref_logp" in row_fields
+  parts = plugins(cfg)
+  impl, needs_ref = parts["spec"].logprob_impl, parts["needs_ref"]
+  epochs, num_mb = int(cfg.algo.epochs), int(cfg.algo.num_minibatches)
 
   # --- data, tokenizer, model -------------------------------------------------------------------
   if not primary:  # process 0 trains and caches the tokenizer first; the others then load it
@@ -358,18 +373,8 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
                                      shard_count=jax.process_count())
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  max_to_keep=int(cfg.checkpoint.max_to_keep))
-  state = RunState(params=params, opt_state=opt_state, ref_params=ref_params)
-  if ckpt.latest_step() is not None:
-    restored = ckpt.restore(None, params=params, opt_state=opt_state)
-    state.params, state.opt_state, state.step = (restored["params"], restored["opt_state"],
-                                                 restored["step"])
-    it.set_state(restored["data_state"])
-    if restored["algo_state"] is None:
-      say("the checkpoint predates the algorithm state: per-plug-in state starts empty")
-    else:
-      state.algo_state = restored["algo_state"]
-    say(f"resumed from {ckpt.directory} at step {state.step}")
-  filters = any(fn.stage == "generation" for _, fn, _ in builders_list)
+  state = restore(ckpt, it, RunState(params=params, opt_state=opt_state, ref_params=ref_params),
+                  say)
   env = Env(
       cfg=cfg, workdir=workdir, say=say, primary=primary, tokenizer=tokenizer, prompt_fn=prompt_fn,
       eval_examples=eval_examples, rows_skipped=rows_skipped, graphdef=graphdef,
@@ -377,17 +382,28 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
       rl_update=rl_update,
       logprob_jit=constraints.under_mesh(step_lib.batch_logprobs, mesh, rules),
       token_stats_jit=constraints.under_mesh(step_lib.batch_token_stats, mesh, rules),
-      spec=spec, it=it, ckpt=ckpt, episode=episode, episode_options=episode_options,
-      builders=builders_list, allocator=allocator, allocator_options=allocator_options,
-      allocator_is_uniform=allocator is selection.ALLOCATORS["uniform"],
-      track_prompt_stats=(allocator is not selection.ALLOCATORS["uniform"]
-                          or bool(cfg.batch.track_prompt_stats)),
-      max_gen_batches=int(cfg.batch.max_gen_batches) if filters else 1,
-      row_fields=frozenset(row_fields), needs_ref=needs_ref)
+      it=it, ckpt=ckpt, **parts)
   env.eval_kwargs = dict(eval_options(cfg, tokenizer, prompt_fn), generate_fn=sampler.generate)
   env.writer = metrics_lib.MetricsWriter(workdir, total_steps=total_steps, enabled=primary,
                                          progress_bar=bool(cfg.log.progress_bar))
   return env, state
+
+
+def restore(ckpt: checkpoint.Checkpointer, it: Any, state: RunState, say: Callable) -> RunState:
+  """``state`` with the latest checkpoint's params, optimizer state, step and algorithm state (and
+  the data iterator moved to its position); unchanged when there is no checkpoint."""
+  if ckpt.latest_step() is None:
+    return state
+  restored = ckpt.restore(None, params=state.params, opt_state=state.opt_state)
+  state.params, state.opt_state, state.step = (restored["params"], restored["opt_state"],
+                                               restored["step"])
+  it.set_state(restored["data_state"])
+  if restored["algo_state"] is None:
+    say("the checkpoint predates the algorithm state: per-plug-in state starts empty")
+  else:
+    state.algo_state = restored["algo_state"]
+  say(f"resumed from {ckpt.directory} at step {state.step}")
+  return state
 
 
 def update(env: Env, state: RunState, rows: dict[str, np.ndarray],
@@ -423,7 +439,7 @@ def after_step(env: Env, state: RunState, record: RolloutRecord, stats: dict, in
   """Metrics row, quick eval, non-finite accounting, checkpoint, preemption; advances the step."""
   cfg = env.cfg
   total_steps = int(cfg.total_steps)
-  record_m = step_metrics(record, stats, update_metrics, rows, times)
+  record_m = metrics_lib.step_metrics(record, stats, update_metrics, rows, times)
   record_m.update(info)
   per = int(cfg.algo.epochs) * env.num_minibatches
   record_m["lr"] = float(builders.learning_rate_schedule(cfg.optim, env.optimizer_steps)(
@@ -562,42 +578,3 @@ def _eval_line(result: Mapping[str, Any]) -> str:
   keys = [k for k in ("greedy_accuracy", "mean_accuracy") if k in result]
   keys += [k for k in result if k.startswith(("pass@", "maj@")) and not k.endswith("_expected")]
   return ", ".join(f"{k} {100 * result[k]:.1f}%" for k in keys) + f" (n={result.get('num_problems')})"
-
-
-def step_metrics(record: RolloutRecord, stats: dict, update_metrics: list[dict], rows: dict,
-                 times: dict) -> dict:
-  """One metrics.jsonl row: rewards, accuracy, lengths of the record's rows (per turn / role too
-  when the episode has several), rollout stats, the mean (max / min) of the update metrics."""
-  correct, lengths = record.correct, record.lengths
-  rec: dict[str, Any] = {
-      "reward_mean": float(record.rewards.mean()), "reward_std": float(record.rewards.std()),
-      "accuracy": float(correct.mean()), "response_len": float(lengths.mean()),
-      "response_len_correct": float(lengths[correct].mean()) if correct.any() else None,
-      "response_len_incorrect": float(lengths[~correct].mean()) if (~correct).any() else None,
-      "truncated_frac": float(np.mean(record.finish == sampling.FINISH_LENGTH)),
-      "tokens_per_s": stats.get("gen_tokens", 0) / max(times["time_rollout_s"], 1e-9),
-      "train_tokens": float(rows["mask"].sum()),
-  }
-  rec.update(times)
-  for name, ids in (("turn", record.turn_ids), ("role", record.role_ids)):
-    values = np.unique(ids)
-    if len(values) > 1:
-      for v in values:
-        sel = ids == v
-        rec[f"{name}{int(v)}/reward_mean"] = float(record.rewards[sel].mean())
-        rec[f"{name}{int(v)}/accuracy"] = float(correct[sel].mean())
-        rec[f"{name}{int(v)}/response_len"] = float(lengths[sel].mean())
-  rec.update({k: v for k, v in stats.items() if k != "gen_tokens"})
-  if update_metrics:
-    keys = update_metrics[0].keys()
-    for k in keys:
-      vals = np.array([float(m[k]) for m in update_metrics])
-      rec[k] = float(vals.max() if k.endswith("_max") else vals.min() if k.endswith("_min")
-                     else vals.mean())
-    # "kl" is the KL to the reference policy when there is one; without a reference it falls back
-    # to approx_kl (k3 of pi_old vs pi_theta), so the column is always present.
-    rec.setdefault("kl", rec.get("approx_kl"))
-    for k in keys:  # a max / min over no trained token (every group filtered out) is undefined
-      if k.endswith(("_max", "_min")) and not np.isfinite(rec[k]):
-        rec[k] = None
-  return rec

@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from rlvr_jax import sampling
+
 # Keys shown on the one-line summary, in order, with their short labels and formats.
 _LINE_KEYS = (
     ("reward_mean", "reward", "{:.3f}"),
@@ -159,3 +161,42 @@ def plot_metrics(jsonl_path: str, png_path: str,
   fig.savefig(png_path, dpi=100)
   plt.close(fig)
   return png_path
+
+
+def step_metrics(record: Any, stats: dict, update_metrics: list[dict], rows: dict,
+                 times: dict) -> dict:
+  """One metrics.jsonl row: rewards, accuracy, lengths of the record's rows (per turn / role too
+  when the episode has several), rollout stats, the mean (max / min) of the update metrics."""
+  correct, lengths = record.correct, record.lengths
+  rec: dict[str, Any] = {
+      "reward_mean": float(record.rewards.mean()), "reward_std": float(record.rewards.std()),
+      "accuracy": float(correct.mean()), "response_len": float(lengths.mean()),
+      "response_len_correct": float(lengths[correct].mean()) if correct.any() else None,
+      "response_len_incorrect": float(lengths[~correct].mean()) if (~correct).any() else None,
+      "truncated_frac": float(np.mean(record.finish == sampling.FINISH_LENGTH)),
+      "tokens_per_s": stats.get("gen_tokens", 0) / max(times["time_rollout_s"], 1e-9),
+      "train_tokens": float(rows["mask"].sum()),
+  }
+  rec.update(times)
+  for name, ids in (("turn", record.turn_ids), ("role", record.role_ids)):
+    values = np.unique(ids)
+    if len(values) > 1:
+      for v in values:
+        sel = ids == v
+        rec[f"{name}{int(v)}/reward_mean"] = float(record.rewards[sel].mean())
+        rec[f"{name}{int(v)}/accuracy"] = float(correct[sel].mean())
+        rec[f"{name}{int(v)}/response_len"] = float(lengths[sel].mean())
+  rec.update({k: v for k, v in stats.items() if k != "gen_tokens"})
+  if update_metrics:
+    keys = update_metrics[0].keys()
+    for k in keys:
+      vals = np.array([float(m[k]) for m in update_metrics])
+      rec[k] = float(vals.max() if k.endswith("_max") else vals.min() if k.endswith("_min")
+                     else vals.mean())
+    # "kl" is the KL to the reference policy when there is one; without a reference it falls back
+    # to approx_kl (k3 of pi_old vs pi_theta), so the column is always present.
+    rec.setdefault("kl", rec.get("approx_kl"))
+    for k in keys:  # a max / min over no trained token (every group filtered out) is undefined
+      if k.endswith(("_max", "_min")) and not np.isfinite(rec[k]):
+        rec[k] = None
+  return rec
