@@ -7,7 +7,7 @@
 * `RolloutRecord` (record.py): one row per trained sequence, read by everything downstream.
 * `EpisodeContext` (context.py): sample (per-prompt counts, overrides, forced prefixes, behaviour
   log-probs), score (reward terms, token statistics), log-probs (current / reference policy).
-* ``BATCH_BUILDERS`` / ``ALLOCATORS`` (selection.py): ``dynamic_sampling``, ``vote_subsample``;
+* ``BATCH_BUILDERS`` / ``ALLOCATORS`` (selection.py): ``dynamic_sampling``, ``vote_subsample``, ``replay``;
   ``uniform``, ``by_success_rate``.
 
 ``docs/adding_a_method.md`` shows how to add each kind with a 20-line example.

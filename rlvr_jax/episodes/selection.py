@@ -37,12 +37,14 @@ STAGES = ("generation", "final")
 @dataclasses.dataclass
 class BuilderContext:
   """What a builder or allocator may use: the step's numpy ``rng``, its own ``state`` slot (a dict
-  it may mutate; saved in every checkpoint), the ``step``, and the per-prompt statistics."""
+  it may mutate; saved in every checkpoint), the ``step``, the per-prompt statistics, and
+  ``stats``: numbers it wants in this step's metrics row (as ``batch/<name>/<key>``)."""
 
   rng: np.random.Generator
   state: dict
   step: int
   prompt_stats: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+  stats: dict = dataclasses.field(default_factory=dict)
 
 
 def register_builder(name: str, *, stage: str = "generation") -> Callable[[BuilderFn], BuilderFn]:
@@ -176,6 +178,67 @@ def vote_subsample(record: RolloutRecord, *, ctx: BuilderContext, n: int,
       rows = np.sort(ctx.rng.choice(rows, size=n, replace=False))
     keep.extend(rows[:n].tolist())
   return record.select(keep)
+
+
+def _group_to_json(record: RolloutRecord, step: int) -> dict:
+  return {"step": int(step), "prompts": [p.tolist() for p in record.prompts],
+          "completions": record.completions.tolist(), "lengths": record.lengths.tolist(),
+          "loss_mask": record.loss_mask.tolist(), "rewards": record.rewards.tolist(),
+          "correct": record.correct.tolist(), "behaviour_logp": record.behaviour_logp.tolist(),
+          "finish": record.finish.tolist(), "role_ids": record.role_ids.tolist(),
+          "turn_ids": record.turn_ids.tolist(),
+          # only what the per-prompt statistics read: rewards are not recomputed for replayed rows
+          "examples": None if record.examples is None else [
+              {k: ex[k] for k in ("id", "question", "answer") if k in ex} for ex in record.examples]}
+
+
+def _group_from_json(item: dict, width: int, group_id: int) -> RolloutRecord:
+  def fit(rows, fill):
+    x = np.asarray(rows)
+    x = x[:, :width]
+    return np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=fill)
+  n = len(item["prompts"])
+  return RolloutRecord(
+      prompts=item["prompts"], completions=fit(item["completions"], 0),
+      lengths=np.minimum(item["lengths"], width), group_ids=np.full(n, group_id),
+      rewards=item["rewards"], loss_mask=fit(item["loss_mask"], 0.0), correct=item["correct"],
+      behaviour_logp=fit(item["behaviour_logp"], 0.0), finish=item["finish"],
+      role_ids=item["role_ids"], turn_ids=item["turn_ids"], examples=item["examples"])
+
+
+@register_builder("replay", stage="final")
+def replay(record: RolloutRecord, *, ctx: BuilderContext, capacity: int = 64,
+           max_age: int = 8) -> RolloutRecord:
+  """Replay of informative groups (the idea of VL-Rethinker's selective sample replay and RePO;
+  not either paper's exact rule): groups of earlier steps whose rewards had spread are kept in a
+  buffer (the ``capacity`` most recent, in the algorithm state, so they survive a resume), and
+  every filler group of this step (no valid row left, e.g. after dynamic sampling ran out of
+  generation batches) is replaced by the freshest buffered group at most ``max_age`` steps old.
+  Replayed rows are off-policy: their old log-probs are recomputed under the current policy, and
+  their sampler log-probs stay in ``behaviour_logp`` for losses that correct for it. Records with
+  per-row ``meta`` or per-token rewards are not replayed (ValueError)."""
+  if record.meta or record.token_rewards is not None:
+    raise ValueError("replay keeps prompts, completions, rewards and ids only; this record has "
+                     "per-row meta or token rewards")
+  buffer = [g for g in ctx.state.get("groups", []) if ctx.step - g["step"] <= int(max_age)]
+  dense, _ = group_index(record.group_ids)
+  groups = [record.select(np.flatnonzero(dense == g)) for g in range(int(dense.max(initial=-1)) + 1)]
+  next_id = int(record.group_ids.max(initial=-1)) + 1
+  replayed = 0
+  out = []
+  for grp in groups:
+    if not grp.valid.any() and buffer:
+      out.append(_group_from_json(buffer.pop(), record.width, next_id))
+      next_id += 1
+      replayed += 1
+    else:
+      out.append(grp)
+  fresh = [_group_to_json(g, ctx.step) for g in groups
+           if g.valid.all() and float(np.ptp(g.rewards)) > 0]
+  ctx.state["groups"] = (buffer + fresh)[-int(capacity):]
+  ctx.stats["replayed_groups"] = replayed
+  ctx.stats["buffer_size"] = len(ctx.state["groups"])
+  return RolloutRecord.concat(out, renumber_groups=False)
 
 
 # ------------------------------------------------------------------------------------------------

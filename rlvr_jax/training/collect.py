@@ -77,6 +77,9 @@ def collect(env: Any, state: Any, rng: np.random.Generator) -> tuple[RolloutReco
   actx = selection.BuilderContext(rng=rng, state=state.algo_state.setdefault("allocator", {}),
                                   step=state.step, prompt_stats=bctx.prompt_stats)
   ctx = make_context(env, state, rng)
+  builder_ctx = {name: selection.BuilderContext(
+      rng=rng, state=bctx.state.setdefault(name, {}), step=state.step,
+      prompt_stats=bctx.prompt_stats) for name, _, _ in env.builders}
   kept: list[RolloutRecord] = []
   dropped: list[RolloutRecord] = []
   target = None
@@ -97,9 +100,7 @@ def collect(env: Any, state: Any, rng: np.random.Generator) -> tuple[RolloutReco
     zero += int(spread_free[first_rows].sum())
     for name, fn, options in env.builders:
       if fn.stage == "generation":
-        record = fn(record, ctx=selection.BuilderContext(
-            rng=rng, state=bctx.state.setdefault(name, {}), step=state.step,
-            prompt_stats=bctx.prompt_stats), **options)
+        record = fn(record, ctx=builder_ctx[name], **options)
     groups = _split_groups(record)
     if target is None:
       target = len(groups)
@@ -112,9 +113,7 @@ def collect(env: Any, state: Any, rng: np.random.Generator) -> tuple[RolloutReco
   record = RolloutRecord.concat(chosen)
   for name, fn, options in env.builders:
     if fn.stage == "final":
-      record = fn(record, ctx=selection.BuilderContext(
-          rng=rng, state=bctx.state.setdefault(name, {}), step=state.step,
-          prompt_stats=bctx.prompt_stats), **options)
+      record = fn(record, ctx=builder_ctx[name], **options)
   if env.track_prompt_stats:
     selection.update_prompt_stats(state.algo_state.setdefault("prompt_stats", {}), record)
   stats = {"gen_batches": batches, "zero_adv_group_frac": zero / max(sampled, 1),
@@ -122,6 +121,8 @@ def collect(env: Any, state: Any, rng: np.random.Generator) -> tuple[RolloutReco
   stats.update(context_lib.sum_metrics(multihost.allgather_object(counters)))
   stats.update(context_lib.mean_metrics(ctx.reward_metrics))
   stats.update({f"episode/{k}": v for k, v in ctx.stats.items()})
+  for name, bc in builder_ctx.items():
+    stats.update({f"batch/{name}/{k}": float(v) for k, v in bc.stats.items()})
   return record, stats
 
 

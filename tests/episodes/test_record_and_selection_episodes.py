@@ -131,3 +131,21 @@ def test_sample_serves_ragged_counts_with_prompt_copies_and_forced_prefixes():
   assert pre.logprobs[0, 0] == 0.0 and pre.logprobs[0, 2] == -0.5  # prefix tokens were not sampled
   with pytest.raises(ValueError, match="unknown sampling options"):
     ctx.sample([[5]], temprature=0.5)
+
+
+def test_replay_fills_filler_groups_from_earlier_informative_groups():
+  state = {}
+  ctx1 = selection.BuilderContext(rng=np.random.default_rng(0), state=state, step=1)
+  step1 = record([1.0, 0.0, 0.5, 0.5], [0, 0, 1, 1])  # group 0 informative, group 1 flat
+  out1 = selection.replay(step1, ctx=ctx1, capacity=4)
+  assert out1.num_rows == 4 and ctx1.stats == {"replayed_groups": 0, "buffer_size": 1}
+  ctx2 = selection.BuilderContext(rng=np.random.default_rng(0), state=state, step=2)
+  step2 = record([0.0, 0.0, 1.0, 0.0], [0, 0, 1, 1]).replace(valid=np.array([0, 0, 1, 1], bool))
+  out2 = selection.replay(step2, ctx=ctx2, capacity=4)
+  # the filler group 0 became step 1's informative group (rewards 1, 0), valid, with a new id
+  np.testing.assert_array_equal(out2.rewards, [1.0, 0.0, 1.0, 0.0])
+  assert out2.valid.all() and len(set(out2.group_ids.tolist())) == 2
+  assert ctx2.stats["replayed_groups"] == 1 and len(state["groups"]) == 1  # step 2's group 1
+  too_old = selection.BuilderContext(rng=np.random.default_rng(0), state=state, step=20)
+  out3 = selection.replay(step2, ctx=too_old, max_age=8)
+  assert not out3.valid[:2].any() and too_old.stats["replayed_groups"] == 0

@@ -6,7 +6,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from configs import common
 from rlvr_jax import episodes
+from rlvr_jax import rewards as rewards_lib
 from rlvr_jax.episodes import RolloutRecord
 from rlvr_jax.training import collect as collect_lib
 from rlvr_jax.training import loop
@@ -59,5 +61,36 @@ def test_ragged_allocator_and_reference_aux_loss_run_end_to_end(tmp_path):
   # 4 prompts per step with 1, 2, 3, 4 samples: ragged groups, recorded per prompt.
   counts = sorted(v["n"] for v in state.algo_state["prompt_stats"].values())
   assert counts == [1, 1, 2, 2, 3, 3, 4, 4], counts
+  env.writer.close()
+  env.ckpt.close()
+
+
+if "test_half_flat" not in rewards_lib.REWARDS:
+  @rewards_lib.register_reward("test_half_flat")
+  def _half_flat(completions, examples, **options):  # pylint: disable=unused-argument
+    """Digit fraction for questions of even character-code sum, else a constant (no spread)."""
+    return np.array([sum(c.isdigit() for c in t) / max(len(t), 1) if sum(map(ord, e["question"])) % 2 == 0
+                     else 0.5 for t, e in zip(completions, examples)], np.float32)
+
+
+def test_dynamic_sampling_then_replay_end_to_end(tmp_path):
+  """One generation batch, groups without reward spread dropped, the filler replaced from the
+  replay buffer, which lives in the algorithm state (checkpointed as JSON, restored)."""
+  cfg = helpers.get_config("grpo", "cpu")
+  cfg.reward.terms = [dict(name="test_half_flat")]
+  cfg.total_steps = 4
+  common.dynamic_sampling(cfg, metric="reward", max_gen_batches=1)
+  cfg.batch.builders = tuple(cfg.batch.builders) + ("replay",)
+  cfg.lock()
+  loop.run(cfg, str(tmp_path))
+  rows = helpers.read_metrics(tmp_path)
+  assert [r["step"] for r in rows] == [1, 2, 3, 4]
+  assert rows[0]["batch/replay/replayed_groups"] == 0  # nothing buffered before step 1
+  assert sum(r["batch/replay/replayed_groups"] for r in rows) > 0
+  for r in rows:  # every group the builder replaced was filler: the step trains full groups
+    assert r["valid_group_frac"] + r["batch/replay/replayed_groups"] / 4 <= 1.0 + 1e-9
+  env, state = loop.setup(cfg, str(tmp_path))
+  assert rows[-1]["batch/replay/buffer_size"] == len(
+      state.algo_state["builders"]["replay"]["groups"]) > 0
   env.writer.close()
   env.ckpt.close()
