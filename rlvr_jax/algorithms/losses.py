@@ -36,9 +36,10 @@ _MAX_LOG_RATIO = 20.0
 
 # Per-token side inputs a registered loss receives when its signature names them ([N, T] arrays,
 # or None where the run has none): the policy's entropy, the reference and behaviour (sampler)
-# log-probs, and ``batch_stats``: what the loss's ``prepare`` hook computed over the WHOLE
+# log-probs, ``old_max_logp`` (log of the old policy's largest token probability at each
+# position), and ``batch_stats``: what the loss's ``prepare`` hook computed over the WHOLE
 # mini-batch (e.g. an entropy quantile), identical for every micro-batch.
-LOSS_SIDE_INPUTS = ("entropy", "ref_logp", "behaviour_logp", "batch_stats")
+LOSS_SIDE_INPUTS = ("entropy", "ref_logp", "behaviour_logp", "old_max_logp", "batch_stats")
 _LOSS_ARGS = ("logp", "old_logp", "advantages", "mask")
 
 
@@ -227,6 +228,7 @@ def policy_loss(
     global_seqs=None,
     norm_constant=None,
     behaviour_logp: Float[Array, "N T"] | None = None,
+    old_max_logp: Float[Array, "N T"] | None = None,
     batch_stats: Mapping[str, Array] | None = None,
     **loss_options,
 ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
@@ -250,6 +252,7 @@ def policy_loss(
       ``global_normalizers``); default to this call's own counts, right only for an unsplit batch.
     behaviour_logp: the sampler's log-probs [N, T] (truncated importance sampling), passed to
       losses that name it.
+    old_max_logp: log max_v pi_old(v | context) [N, T], passed to losses that name it.
     batch_stats: the loss's ``prepare`` result over the whole mini-batch (see
       ``register_policy_loss``), passed to losses that name it.
     **loss_options: extra keyword options of the chosen loss (``config.algo.loss_options``).
@@ -287,7 +290,7 @@ def policy_loss(
     clip_opts["dual_clip"] = dual_clip
   fn = POLICY_LOSSES[name]
   side = {"entropy": entropy, "ref_logp": ref_logp, "behaviour_logp": behaviour_logp,
-          "batch_stats": batch_stats}
+          "old_max_logp": old_max_logp, "batch_stats": batch_stats}
   for key in loss_needs(name):
     if side[key] is None and _params(fn)[key].default is inspect.Parameter.empty:
       raise ValueError(f"policy loss {name!r} needs {key} but the trainer passed none")

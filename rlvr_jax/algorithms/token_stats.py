@@ -42,3 +42,28 @@ def self_certainty_from_logp(
   z_target = jnp.einsum("nd,dn->n", h, jnp.take(w, targets, axis=1)) / temperature  # [N]
   z_mean = h @ jnp.mean(w, axis=1) / temperature  # [N]
   return z_target - logp - z_mean - jnp.log(w.shape[1])
+
+
+def max_logprob_from_logp(
+    hidden: Float[Array, "N D"],
+    weight: Float[Array, "D V"],
+    targets: Int[Array, "N"],
+    logp: Float[Array, "N"],
+    temperature: float = 1.0,
+    block_vocab: int = 2048,
+) -> Float[Array, "N"]:
+  """log max_v pi(v | context) per position without the [N, V] logits: the running max of the
+  scaled logits over vocab tiles of ``block_vocab`` columns (one [N, block_vocab] tile live), minus
+  logsumexp(z) = z_target - logp. For losses that weight tokens by the old policy's confidence."""
+  from rlvr_jax.kernels.logprob import xla as tiles  # pylint: disable=import-outside-toplevel
+  h = hidden.astype(jnp.float32)
+  w = weight.astype(jnp.float32)
+
+  def body(start, size, running):
+    z = h @ jax.lax.dynamic_slice_in_dim(w, start, size, axis=1) / temperature  # [N, size]
+    return jnp.maximum(running, jnp.max(z, axis=-1))
+
+  z_max = tiles.foreach_tile(w.shape[1], min(block_vocab, w.shape[1]), body,
+                             jnp.full(h.shape[:1], -jnp.inf, jnp.float32))
+  z_target = jnp.einsum("nd,dn->n", h, jnp.take(w, targets, axis=1)) / temperature  # [N]
+  return jnp.minimum(z_max - (z_target - logp), 0.0)

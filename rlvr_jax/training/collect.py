@@ -201,6 +201,8 @@ def prepare_batch(env: Any, state: Any, record: RolloutRecord) -> tuple[dict[str
     rows["old_logp"] = np.asarray(old_logp)
   if ref_logp is not None and (spec.kl_coef > 0 or "ref_logp" in env.row_fields):
     rows["ref_logp"] = np.asarray(ref_logp)
+  if "old_max_logp" in env.row_fields:  # the old policy's confidence, for losses that ask
+    rows["old_max_logp"] = env.token_stats(state.params, rows)["max_logp"]
   extra = {"behaviour_logp": record.behaviour_logp, "role_ids": record.role_ids,
            "turn_ids": record.turn_ids}
   for key in env.row_fields:

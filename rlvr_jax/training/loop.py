@@ -290,7 +290,8 @@ def plugins(cfg: Any) -> dict:
     spec = dataclasses.replace(spec, temperature=(
         float(cfg.rollout.temperature), float(cfg.rollout.temperature_end), schedule,
         int(cfg.rollout.max_new_tokens)))
-  row_fields = set(algorithms.loss_needs(spec.loss)) & {"behaviour_logp", "ref_logp"}
+  row_fields = set(algorithms.loss_needs(spec.loss)) & {"behaviour_logp", "ref_logp",
+                                                        "old_max_logp"}
   for name, _, _ in spec.aux:
     row_fields |= set(getattr(algorithms.AUX_LOSSES[name], "needs", ()))
   uniform = allocator is selection.ALLOCATORS["uniform"]

@@ -158,7 +158,8 @@ def policy_loss_fn(params: nnx.State, micro: dict[str, Array], *, graphdef: nnx.
       ref_logp=micro.get("ref_logp"), kl_coef=spec.kl_coef, kl_estimator=spec.kl_estimator,
       entropy=ent, entropy_coef=spec.entropy_coef, global_tokens=norms["global_tokens"],
       global_seqs=norms["global_seqs"], norm_constant=spec.norm_constant,
-      behaviour_logp=micro.get("behaviour_logp"), batch_stats=norms.get("batch_stats"),
+      behaviour_logp=micro.get("behaviour_logp"), old_max_logp=micro.get("old_max_logp"),
+      batch_stats=norms.get("batch_stats"),
       **spec.options)
   for name, weight, options in spec.aux:
     aux_batch = dict(micro, entropy=ent)
@@ -291,9 +292,9 @@ def _logprobs_of(params, batch, *, graphdef, temperature, impl, num_micro):
 @functools.partial(jax.jit, static_argnames=("graphdef", "temperature", "impl", "num_micro"))
 def batch_token_stats(params: nnx.State, batch: dict[str, Array], *, graphdef: nnx.GraphDef,
                       temperature: float, impl: str | None, num_micro: int):
-  """Per-token statistics [B, Tn] of a rollout batch for label-free rewards: ``logp``,
-  ``entropy``, ``self_certainty`` (``algorithms.self_certainty_from_logp``: no [N, V] logits)
-  and ``mask``."""
+  """Per-token statistics [B, Tn] of a rollout batch: ``logp``, ``entropy``, ``self_certainty``
+  (``algorithms.self_certainty_from_logp``) and ``max_logp`` (``max_logprob_from_logp``), all
+  without the [N, V] logits."""
   keys = ("tokens", "positions", "attn_mask", "response")
   micro = _split_micro({k: batch[k] for k in keys}, num_micro)
   model = nnx.merge(graphdef, params)
@@ -309,11 +310,12 @@ def batch_token_stats(params: nnx.State, batch: dict[str, Array], *, graphdef: n
     targets = mb["response"].reshape(b * r)
     logp, ent = kernels.logprob(hidden, weight, targets, temperature=temp, implementation=impl)
     sc = algorithms.self_certainty_from_logp(hidden, weight, targets, logp, temp)
-    return logp.reshape(b, r), ent.reshape(b, r), sc.reshape(b, r)
+    mx = algorithms.max_logprob_from_logp(hidden, weight, targets, logp, temp)
+    return logp.reshape(b, r), ent.reshape(b, r), sc.reshape(b, r), mx.reshape(b, r)
 
-  logp, ent, sc = jax.lax.map(one, micro)
+  logp, ent, sc, mx = jax.lax.map(one, micro)
   return {"logp": _merge_micro(logp), "entropy": _merge_micro(ent),
-          "self_certainty": _merge_micro(sc)}
+          "self_certainty": _merge_micro(sc), "max_logp": _merge_micro(mx)}
 
 
 def sft_loss_fn(params: nnx.State, micro: dict[str, Array], *, graphdef: nnx.GraphDef,

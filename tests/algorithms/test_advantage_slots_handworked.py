@@ -59,3 +59,17 @@ def test_reinforce_pp_token_places_score_and_kl_on_their_tokens():
   want = (returns - returns.mean()) / (returns.std() + 1e-6)
   np.testing.assert_allclose(adv[mask > 0], want, rtol=1e-5)
   assert adv[1, 2] == 0.0 and adv.shape == (2, 3)
+
+
+def test_max_logprob_matches_the_materialised_softmax():
+  import jax
+  import jax.numpy as jnp
+  rng = np.random.default_rng(0)
+  hidden = jnp.asarray(rng.normal(size=(5, 8)), jnp.float32)
+  weight = jnp.asarray(rng.normal(size=(8, 23)), jnp.float32)
+  targets = jnp.asarray(rng.integers(0, 23, size=5), jnp.int32)
+  logits = hidden @ weight / 0.7
+  logp_all = jax.nn.log_softmax(logits, axis=-1)
+  logp = jnp.take_along_axis(logp_all, targets[:, None], axis=1)[:, 0]
+  got = algorithms.max_logprob_from_logp(hidden, weight, targets, logp, 0.7, block_vocab=7)
+  np.testing.assert_allclose(got, logp_all.max(-1), atol=1e-5)  # 23 = 3 tiles of 7 + a rest of 2

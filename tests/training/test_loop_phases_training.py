@@ -1,12 +1,15 @@
-"""The loop's phases run alone (setup, collect, prepare_batch, update), and the ragged paths run end
-to end: a non-uniform allocator (ragged groups, per-prompt statistics in the algorithm state) and
-an auxiliary loss that needs the reference policy (DPH-RL's forward KL)."""
+"""The loop's phases run alone (setup, collect, prepare_batch, update); the ragged paths run end to
+end: a non-uniform allocator (ragged groups, per-prompt statistics in the algorithm state), an
+auxiliary loss that needs the reference policy (DPH-RL's forward KL), dynamic sampling followed by
+replay; a loss that asks for the old policy's max log-prob receives it."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from configs import common
+from rlvr_jax import algorithms
 from rlvr_jax import episodes
 from rlvr_jax import rewards as rewards_lib
 from rlvr_jax.episodes import RolloutRecord
@@ -92,5 +95,35 @@ def test_dynamic_sampling_then_replay_end_to_end(tmp_path):
   env, state = loop.setup(cfg, str(tmp_path))
   assert rows[-1]["batch/replay/buffer_size"] == len(
       state.algo_state["builders"]["replay"]["groups"]) > 0
+  env.writer.close()
+  env.ckpt.close()
+
+
+if "test_confident_pg" not in algorithms.POLICY_LOSSES:
+  @algorithms.register_policy_loss("test_confident_pg")
+  def _confident_pg(logp, old_logp, advantages, mask, *, old_max_logp, clip_low=0.2,
+                    clip_high=0.2, dual_clip=None):
+    """PG weighted by the old policy's top probability (exercises the old_max_logp route)."""
+    del mask, clip_low, clip_high, dual_clip
+    ratio = jnp.exp(logp - old_logp)
+    zero = jnp.zeros_like(logp)
+    return -jnp.exp(old_max_logp) * advantages * ratio, {"clip_frac_high": zero,
+                                                          "clip_frac_low": zero, "ratio": ratio}
+
+
+def test_a_loss_that_asks_for_old_max_logp_gets_it(tmp_path):
+  cfg = helpers.pinned_config("grpo")
+  cfg.algo.loss = "test_confident_pg"
+  cfg.lock()
+  env, state = loop.setup(cfg, str(tmp_path))
+  record, _ = collect_lib.collect(env, state, np.random.default_rng(0))
+  rows, _ = collect_lib.prepare_batch(env, state, record)
+  assert rows["old_max_logp"].shape == rows["mask"].shape
+  logp, _ = env.logprobs(state.params, rows)
+  valid = rows["mask"] > 0
+  assert np.all(rows["old_max_logp"][valid] >= logp[valid] - 1e-5)  # the max bounds the sample
+  assert np.all(rows["old_max_logp"] <= 0.0)
+  metrics = loop.update(env, state, rows, np.random.default_rng(0))
+  assert np.isfinite(metrics[0]["loss"]) and metrics[0]["grad_norm"] > 0
   env.writer.close()
   env.ckpt.close()
