@@ -1,0 +1,50 @@
+"""The claims registry, the verdict arithmetic (hand-worked), and every declared claim's --quick run
+through experiments/claims.py (the pipeline, not the effect)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+
+from rlvr_jax import claims as claims_lib
+from tests.training import rl_loop_helpers as helpers  # noqa: F401  (test rewards / cache setup)
+
+
+def test_metric_values_and_verdicts_by_hand():
+  rows = [{"step": i + 1, "entropy": float(i)} for i in range(10)]
+  assert claims_lib.Metric("train_last", "entropy", window=2).value(rows, {}) == 8.5
+  assert claims_lib.Metric("train_change", "entropy", window=2).value(rows, {}) == 8.0
+  assert claims_lib.Metric("eval", "pass@8").value([], {"after": {"pass@8": 0.75}}) == 0.75
+  with pytest.raises(KeyError, match="pass@9"):
+    claims_lib.Metric("eval", "pass@9").value([], {"after": {"pass@8": 0.75}})
+  claim = claims_lib.get_claim("dapo_clip_higher")
+  # arm means 2.0 (se 1/sqrt(3)) and 1.0 (se 1/sqrt(3)): diff 1, se sqrt(2/3), z = 1.22
+  out = claims_lib.verdict(claim, {"clip_higher_0.28": [1.0, 2.0, 3.0],
+                                   "symmetric_0.2": [0.0, 1.0, 2.0]})
+  assert out["verdict"] == "inconclusive"
+  assert math.isclose(out["margin_se"], 1.0 / math.sqrt(2.0 / 3.0), rel_tol=1e-9)
+  assert claims_lib.verdict(claim, {"clip_higher_0.28": [3.0, 3.1, 2.9],
+                                    "symmetric_0.2": [1.0, 1.1, 0.9]})["verdict"] == "reproduced"
+  assert claims_lib.verdict(claim, {"clip_higher_0.28": [1.0, 1.1, 0.9],
+                                    "symmetric_0.2": [3.0, 3.1, 2.9]})["verdict"] == "not reproduced"
+  assert claims_lib.verdict(claim, {"clip_higher_0.28": [3.0],
+                                    "symmetric_0.2": [1.0]})["verdict"] == "inconclusive"
+  with pytest.raises(ValueError, match="dapo_clip_higher"):
+    claims_lib.get_claim("dapo_clip_highr")
+
+
+@pytest.mark.parametrize("name", sorted(claims_lib.CLAIMS))
+def test_quick_claim_runs_and_writes_summary_and_plots(name, tmp_path):
+  from experiments import claims as runner  # pylint: disable=import-outside-toplevel
+  claim = claims_lib.get_claim(name)
+  out = runner.run_claim(claim, seeds=2, root=str(tmp_path), quick=True)
+  base = tmp_path / f"{name}_quick"
+  with open(base / "summary.json") as f:
+    assert json.load(f)["claim"] == name
+  assert os.path.getsize(base / "curves.png") > 0
+  assert out["verdict"]["verdict"].endswith("(quick run: pipeline check only)")
+  for arm in claim.arms:
+    assert sorted(out["arms"][arm]["seeds"]) == [0, 1]
+    assert claim.metric.label in out["arms"][arm]["mean"]
