@@ -89,6 +89,16 @@ def _read_rows(workdir: str) -> list[dict]:
   return [by_step[s] for s in sorted(by_step)]
 
 
+def _finished(workdir: str, total_steps: int) -> dict | None:
+  """The eval summary of a run that already finished in ``workdir`` (reused, not re-run)."""
+  path = os.path.join(workdir, "eval.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    summary = json.load(f)
+  return summary if summary.get("steps") == total_steps else None
+
+
 def _share_warm_start(src: str, dst: str) -> None:
   """Arms of one seed start from the same warm start: copy its cache instead of recomputing."""
   for item in ("sft", "tokenizer"):
@@ -117,7 +127,7 @@ def run_claim(claim, *, seeds: int, root: str, quick: bool, arms: list[str] | No
       cfg = arm_config(claim, arm, seed, quick)
       cfg.lock()
       logging.info("claim %s: arm %s seed %d -> %s", claim.name, arm, seed, workdir)
-      summary = loop.run(cfg, workdir)
+      summary = _finished(workdir, int(cfg.total_steps)) or loop.run(cfg, workdir)
       rows = _read_rows(workdir)
       values = {}
       for m in metrics:

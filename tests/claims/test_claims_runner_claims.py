@@ -25,6 +25,13 @@ def test_metric_values_and_verdicts_by_hand():
                                    "symmetric_0.2": [0.0, 1.0, 2.0]})
   assert out["verdict"] == "inconclusive"
   assert math.isclose(out["margin_se"], 1.0 / math.sqrt(2.0 / 3.0), rel_tol=1e-9)
+  # paired by seed: differences 1, 1, 1 -> no spread, every seed agrees
+  assert out["paired"]["differences"] == [1.0, 1.0, 1.0] and out["paired"]["verdict"] == "reproduced"
+  noisy = claims_lib.verdict(claim, {"clip_higher_0.28": [1.0, 3.0, 2.0],
+                                     "symmetric_0.2": [0.0, 1.0, 2.5]})
+  # differences 1, 2, -0.5: mean 0.8333, se = std(ddof=1) / sqrt(3) = 1.258 / 1.732 = 0.726
+  assert math.isclose(noisy["paired"]["margin_se"], 0.8333333 / 0.7264832, rel_tol=1e-5)
+  assert noisy["paired"]["verdict"] == "inconclusive"
   assert claims_lib.verdict(claim, {"clip_higher_0.28": [3.0, 3.1, 2.9],
                                     "symmetric_0.2": [1.0, 1.1, 0.9]})["verdict"] == "reproduced"
   assert claims_lib.verdict(claim, {"clip_higher_0.28": [1.0, 1.1, 0.9],
