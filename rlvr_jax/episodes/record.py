@@ -120,6 +120,11 @@ class RolloutRecord:
       return None
     return int(sizes[0])
 
+  def split_groups(self) -> list["RolloutRecord"]:
+    """One record per group, in the order the groups first appear."""
+    dense, _ = group_index(self.group_ids)
+    return [self.select(np.flatnonzero(dense == g)) for g in range(int(dense.max(initial=-1)) + 1)]
+
   # --- selection ---------------------------------------------------------------------------------
   def select(self, index: Sequence[int] | np.ndarray) -> "RolloutRecord":
     """The rows ``index`` (in that order) as a new record."""

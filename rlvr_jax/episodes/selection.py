@@ -221,8 +221,7 @@ def replay(record: RolloutRecord, *, ctx: BuilderContext, capacity: int = 64,
     raise ValueError("replay keeps prompts, completions, rewards and ids only; this record has "
                      "per-row meta or token rewards")
   buffer = [g for g in ctx.state.get("groups", []) if ctx.step - g["step"] <= int(max_age)]
-  dense, _ = group_index(record.group_ids)
-  groups = [record.select(np.flatnonzero(dense == g)) for g in range(int(dense.max(initial=-1)) + 1)]
+  groups = record.split_groups()
   next_id = int(record.group_ids.max(initial=-1)) + 1
   replayed = 0
   out = []

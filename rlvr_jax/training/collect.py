@@ -61,11 +61,6 @@ def make_context(env: Any, state: Any, rng: np.random.Generator) -> context_lib.
       rng=rng, state=state.algo_state.setdefault("episode", {}), step=state.step)
 
 
-def _split_groups(record: RolloutRecord) -> list[RolloutRecord]:
-  dense, _ = group_index(record.group_ids)
-  return [record.select(np.flatnonzero(dense == g)) for g in range(int(dense.max(initial=-1)) + 1)]
-
-
 def collect(env: Any, state: Any, rng: np.random.Generator) -> tuple[RolloutRecord, dict]:
   """Runs the episode on generation batches until the batch builders leave as many valid groups
   as one generation batch has (at most ``config.batch.max_gen_batches`` batches when a builder
@@ -101,7 +96,7 @@ def collect(env: Any, state: Any, rng: np.random.Generator) -> tuple[RolloutReco
     for name, fn, options in env.builders:
       if fn.stage == "generation":
         record = fn(record, ctx=builder_ctx[name], **options)
-    groups = _split_groups(record)
+    groups = record.split_groups()
     if target is None:
       target = len(groups)
     for grp in groups:  # a group with no valid row left is only filler
