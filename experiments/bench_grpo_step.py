@@ -72,12 +72,33 @@ def prompt_texts(vocab: int, seed: int = 0) -> list[str]:
   return [" ".join(f"t{i}" for i in row) for row in ids]
 
 
+# Real-size mode (``--preset``, issue 18): the shape of configs/grpo_qwen2p5_0p5b_gsm8k.py on a
+# random-weight preset: P prompts x G samples x NEW tokens, float32 params, bf16 compute, k3 KL to a
+# reference copy (beta 0.04), micro-batches of 64 rows. Set by `use_preset`.
+PRESET = None
+PRESET_SHAPE = dict(prompts=32, group=8, new=512, prompt_len=128)
+NOMINAL_BF16_FLOPS = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}  # dense, SXM
+
+
+def use_preset(name: str, prompts: int, group: int, new: int, prompt_len: int) -> None:
+  """Switches the module to the real-size shapes (every worker calls it with the same values)."""
+  global PRESET, PROMPTS, GROUP, NEW, PROMPT_LEN, DATASET
+  PRESET, PROMPTS, GROUP, NEW, PROMPT_LEN = name, prompts, group, new, prompt_len
+  DATASET = max(DATASET, 2 * prompts)
+
+
 def write_task(path: pathlib.Path) -> dict:
   """Checkpoint (bench_sampler's), word-level tokenizer and prompts.jsonl under ``path``."""
   import tokenizers
   from tokenizers import models as tok_models, pre_tokenizers
   from experiments.bench_sampler import ARCH, write_checkpoint
-  n_params = write_checkpoint(path)
+  if PRESET:
+    from rlvr_jax.models import ModelConfig
+    preset = getattr(ModelConfig, PRESET)()
+    ARCH = dict(ARCH, vocab_size=preset.vocab_size)
+    n_params = preset.num_params  # random init inside the trainer (config.model.init = "preset")
+  else:
+    n_params = write_checkpoint(path)
   vocab = {PAD: 0, EOS: 1, **{f"t{i}": i for i in range(2, ARCH["vocab_size"])}}
   tok = tokenizers.Tokenizer(tok_models.WordLevel(vocab, unk_token=PAD))
   tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -88,7 +109,7 @@ def write_task(path: pathlib.Path) -> dict:
   (path / "tokenizer_config.json").write_text(json.dumps({"pad_token": PAD, "tokenizer_class":
                                                           "PreTrainedTokenizerFast"}))
   with open(path / "prompts.jsonl", "w") as f:
-    for text in prompt_texts(ARCH["vocab_size"]):
+    for text in prompt_texts(ARCH["vocab_size"] if not PRESET else min(ARCH["vocab_size"], 50_000)):
       f.write(json.dumps({"question": text, "answer": "0"}) + "\n")
   return {"params": n_params}
 
@@ -140,7 +161,30 @@ def rlvr_config(path: str, total_steps: int):
   c.eval.size = 0
   c.checkpoint.every = 0
   c.log.progress_bar = False
+  if PRESET:  # the shape and objective of configs/grpo_qwen2p5_0p5b_gsm8k.py on random weights
+    c.model.init = "preset"
+    c.model.preset = PRESET
+    c.model.path = None
+    c.tokenizer.path = path
+    c.model.dtype = "bfloat16"
+    c.model.param_dtype = "float32"
+    c.data.max_prompt_len = PROMPT_LEN
+    c.algo.kl_coef = 0.04
+    c.algo.kl_estimator = "k3"
+    c.algo.agg_mode = "seq-mean-token-mean"
+    c.algo.micro_batch_size = 64
+    c.optim.lr = 1e-6
   return c
+
+
+def update_flops(num_params: int, config, rows: int, seq_len: int) -> float:
+  """Model FLOPs of one update (forward + backward = 3 forwards) over ``rows`` sequences.
+
+  A forward is 2 * params per token (the tied embedding counted once, as the lm head matmul) plus
+  causal attention, 2 * 2 * L * (N * H) * S / 2 per token (QK^T and PV over half the length on average).
+  """
+  per_token = 2 * num_params + 2 * config.num_layers * config.num_heads * config.head_dim * seq_len
+  return 3 * per_token * rows * seq_len
 
 
 def _rlvr_worker(path: str, steps: int, warmup: int) -> dict:
@@ -155,15 +199,26 @@ def _rlvr_worker(path: str, steps: int, warmup: int) -> dict:
       return np.array([even_fraction(c) for c in completions], np.float32)
 
   workdir = tempfile.mkdtemp(prefix="bench_grpo_rlvr_")
+  start = time.time()
   loop.run(rlvr_config(path, warmup + steps), workdir)
   rows = metrics_lib.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   times = [r["time"] for r in rows]
   timed = rows[warmup:]
   assert all(r["response_len"] == NEW for r in rows), "rlvr_jax rows did not all generate NEW tokens"
+  extra = {}
+  if PRESET:
+    import jax
+    from rlvr_jax.models import ModelConfig
+    preset = getattr(ModelConfig, PRESET)()
+    extra = dict(logprob_s=[r["time_logprob_s"] for r in timed],
+                 train_s=[r["time_update_s"] for r in timed],
+                 first_step_s=times[0] - start,
+                 update_flops=update_flops(preset.num_params, preset, PROMPTS * GROUP, PROMPT_LEN + NEW),
+                 device=jax.devices()[0].device_kind)
   return summarize(step_s=list(np.diff(times[warmup - 1:])),
                    rollout_s=[r["time_rollout_s"] for r in timed],
                    update_s=[r["time_logprob_s"] + r["time_update_s"] for r in timed],
-                   reward_mean=float(np.mean([r["reward_mean"] for r in rows])))
+                   reward_mean=float(np.mean([r["reward_mean"] for r in rows])), **extra)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -317,6 +372,8 @@ def run_engine(engine: str, python: str, path: str, steps: int, warmup: int) -> 
     return f"not installed (no interpreter at {python})"
   root = pathlib.Path(__file__).resolve().parent.parent
   flags = ["--worker", engine, "--path", path, "--steps", str(steps), "--warmup", str(warmup)]
+  if PRESET:
+    flags += ["--preset", PRESET, "--shape", f"{PROMPTS}x{GROUP}x{NEW}x{PROMPT_LEN}"]
   if engine == "rlvr_jax":  # needs the checkout (configs/) on the path
     cmd, cwd = [python, "-m", "experiments.bench_grpo_step"] + flags, root
   else:
@@ -324,9 +381,12 @@ def run_engine(engine: str, python: str, path: str, steps: int, warmup: int) -> 
     # `kernels` package that transformers probes for, and break its model imports.
     cmd, cwd = [python, str(pathlib.Path(__file__).resolve())] + flags, path
   start = time.time()
-  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=3600)
+  # BENCH_STREAM=1 lets the worker's stderr (its logs) through, for long real-size runs.
+  stream = bool(os.environ.get("BENCH_STREAM"))
+  proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if stream else subprocess.PIPE,
+                        text=True, cwd=cwd, timeout=3600)
   if proc.returncode != 0:
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()] or ["no output"]
+    lines = [l for l in (proc.stderr or "").strip().splitlines() if l.strip()] or ["no output"]
     sys.stderr.write(f"--- {engine} failed; stderr tail:\n" + "\n".join(lines[-15:]) + "\n")
     return f"failed: {lines[-1][:200]}"
   result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -357,7 +417,16 @@ def main() -> None:
   parser.add_argument("--tunix-python", default=os.environ.get("TUNIX_PYTHON", "/work/tunix-venv/bin/python"))
   parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
   parser.add_argument("--path", help=argparse.SUPPRESS)
+  parser.add_argument("--preset", help="real-size mode: a ModelConfig preset (e.g. qwen2p5_0p5b) with "
+                      "random weights, the shape of configs/grpo_qwen2p5_0p5b_gsm8k.py")
+  parser.add_argument("--shape", default=None, help="PROMPTSxGROUPxNEWxPROMPT_LEN for --preset "
+                      "(default 32x8x512x128)")
   args = parser.parse_args()
+  if args.preset:
+    shape = dict(PRESET_SHAPE)
+    if args.shape:
+      shape = dict(zip(("prompts", "group", "new", "prompt_len"), (int(x) for x in args.shape.split("x"))))
+    use_preset(args.preset, **shape)
   if args.warmup < 1:
     parser.error("--warmup must be >= 1 (the first step compiles)")
   if args.worker:
@@ -366,6 +435,8 @@ def main() -> None:
     return
 
   pythons = {"rlvr_jax": sys.executable, "trl": args.trl_python, "tunix": args.tunix_python}
+  if args.preset and args.engines == parser.get_default("engines"):
+    args.engines = "rlvr_jax,trl"  # tunix's learner is not set up for the real-size shape
   engines = [e.strip() for e in args.engines.split(",") if e.strip()]
   loads = [os.getloadavg()[0]]
   results = {}
@@ -398,6 +469,15 @@ def main() -> None:
       speed = f"{med / stats(ours['step_s'])[0]:.1f}x"
     print(f"| {engine} | {med:.3f} | {lo:.3f} - {hi:.3f} | {np.median(r['rollout_s']):.3f} | "
           f"{np.median(r['update_s']):.3f} | {speed} |")
+  if isinstance(ours, dict) and "train_s" in ours:
+    peak = next((v for k, v in NOMINAL_BF16_FLOPS.items() if k in ours["device"]), None)
+    train = float(np.median(ours["train_s"]))
+    rate = ours["update_flops"] / train
+    mfu = f"{100 * rate / peak:.0f}% of {peak / 1e12:.0f} TFLOP/s nominal" if peak else "peak unknown"
+    print(f"\nrlvr_jax on {ours['device']}: rollout {np.median(ours['rollout_s']):.2f} s, old/reference "
+          f"log-probs {np.median(ours['logprob_s']):.2f} s, update {train:.2f} s "
+          f"({ours['update_flops'] / 1e12:.0f} TFLOP, {rate / 1e12:.0f} TFLOP/s: MFU {mfu}); first "
+          f"step incl. setup and compilation {ours['first_step_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -64,14 +64,38 @@ def grpo_epilogue(logp, entropy, old_logp, ref_logp, advantages, mask, *, clip_l
   return jnp.sum(per_token * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
+def parse_impl(impl: str):
+  """``name`` (an API request: reference, xla, pallas, or None) or an xla variant.
+
+  Variants: ``xla@4096x8192`` (tile sizes), ``xla-f32grad`` / ``xla-f32grad@BTxBV`` (the backward's
+  logit-gradient tile kept float32, i.e. the behaviour before bf16 gradient operands).
+  Returns (api request or None, xla keyword arguments or None).
+  """
+  name, _, tiles = impl.partition("@")
+  if name not in ("xla", "xla-f32grad"):
+    if tiles:
+      raise ValueError(f"tile sizes only apply to xla variants, got {impl!r}")
+    return (None if name == "none" else name), None
+  kwargs = {"low_precision_grads": name == "xla"}
+  if tiles:
+    bt, bv = (int(x) for x in tiles.split("x"))
+    kwargs.update(block_tokens=bt, block_vocab=bv)
+  return None, kwargs
+
+
 def _build(impl: str, mode: str, temperature: float):
   """The jitted function for one row, and how to call it from (hidden, weight, targets, aux)."""
   import jax
   import jax.numpy as jnp
   from rlvr_jax.kernels import logprob
+  from rlvr_jax.kernels.logprob import xla as xla_impl
+
+  request, xla_kwargs = parse_impl(impl)
 
   def op(h, w, t):
-    return logprob(h, w, t, temperature=temperature, implementation=impl)
+    if xla_kwargs is not None:
+      return xla_impl.logprob_xla(h, w, t, temperature, **xla_kwargs)
+    return logprob(h, w, t, temperature=temperature, implementation=request)
 
   if mode == FWD:
     return jax.jit(op)
@@ -86,6 +110,28 @@ def _build(impl: str, mode: str, temperature: float):
   else:
     raise ValueError(f"unknown mode {mode!r}")
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+
+
+def matmul_rate(size: int = 8192, dtype: str = "bfloat16", reps: int = 10) -> float:
+  """FLOP/s of one jitted [size, size] x [size, size] matmul (best of ``reps``): the same-run peer."""
+  import jax
+  import jax.numpy as jnp
+  k1, k2 = jax.random.split(jax.random.key(0))
+  a = jax.random.normal(k1, (size, size), jnp.float32).astype(dtype)
+  b = jax.random.normal(k2, (size, size), jnp.float32).astype(dtype)
+  fn = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
+  jax.block_until_ready(fn(a, b))
+  best = float("inf")
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(a, b))
+    best = min(best, time.perf_counter() - t0)
+  return 2 * size ** 3 / best
+
+
+def model_flops(mode: str, num_tokens: int, dim: int, vocab: int) -> int:
+  """Matmul FLOPs counted as Liger does: 2NDV forward, 8NDV forward + backward (recompute included)."""
+  return (2 if mode == FWD else 8) * num_tokens * dim * vocab
 
 
 def worker(impl: str, mode: str, num_tokens: int, dim: int, vocab: int, dtype: str,
@@ -127,6 +173,7 @@ def worker(impl: str, mode: str, num_tokens: int, dim: int, vocab: int, dtype: s
     if i >= warmup:
       times.append(time.perf_counter() - t0)
   row["time_s"] = min(times)
+  row["tflops"] = model_flops(mode, num_tokens, hidden.shape[1], weight.shape[1]) / row["time_s"] / 1e12
   if jax.default_backend() == "cpu":
     row["measured_bytes"] = _status_bytes("VmHWM") - base
   else:
@@ -180,12 +227,12 @@ def _gib(x):
   return "-" if x is None else f"{x / 2**30:.3f}"
 
 
-def _print_table(rows):
+def _print_table(rows, matmul_tflops=None):
   ref = {(r["N"], r["mode"]): r for r in rows if r["impl"] == "reference"}
   header = ("| N | impl | pass | temp GiB (analysis) | peak GiB (analysis) | measured GiB | "
-            "temp vs ref | time s | time vs ref |")
+            "temp vs ref | time s | time vs ref | TFLOP/s | vs matmul |")
   print(header)
-  print("|---" * 9 + "|")
+  print("|---" * 11 + "|")
   for r in rows:
     base = ref.get((r["N"], r["mode"]))
     temp_ratio = (f"{100 * r['temp_bytes'] / base['temp_bytes']:.2f}%"
@@ -193,21 +240,29 @@ def _print_table(rows):
     time_ratio = (f"{r['time_s'] / base['time_s']:.2f}x"
                   if base and "time_s" in r and "time_s" in base and r["impl"] != "reference" else "")
     time_s = f"{r['time_s']:.2f}" if "time_s" in r else f"not run: {r.get('skipped', '?')}"
+    rate = f"{r['tflops']:.1f}" if "tflops" in r else ""
+    share = f"{100 * r['tflops'] / matmul_tflops:.0f}%" if rate and matmul_tflops else ""
+    time_s = f"{1e3 * r['time_s']:.1f} ms" if "time_s" in r and r["time_s"] < 1 else time_s
     print(f"| {r['N']} | {r['impl']} | {r['mode']} | {_gib(r.get('temp_bytes'))} | "
           f"{_gib(r.get('peak_bytes'))} | {_gib(r.get('measured_bytes'))} | {temp_ratio} | "
-          f"{time_s} | {time_ratio} |")
+          f"{time_s} | {time_ratio} | {rate} | {share} |")
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--worker", help=argparse.SUPPRESS)
+  parser.add_argument("--worker-matmul", type=int, help=argparse.SUPPRESS)
   parser.add_argument("--tokens", type=int, nargs="+", default=[4096, 16384])
   parser.add_argument("--dim", type=int, default=1536)
   parser.add_argument("--vocab", type=int, default=151_936)
   parser.add_argument("--dtype", default="float32", help="float32 (fastest on CPU) or bfloat16")
   parser.add_argument("--temperature", type=float, default=0.7)
   parser.add_argument("--impls", nargs="+", default=None,
-                      help="default: reference xla, plus pallas on GPU/TPU")
+                      help="default: reference xla, plus pallas on GPU/TPU; xla variants: "
+                      "xla@BTxBV (tiles), xla-f32grad[@BTxBV] (float32 gradient operands)")
+  parser.add_argument("--modes", nargs="+", default=[FWD, FWDBWD], choices=[FWD, FWDBWD])
+  parser.add_argument("--matmul", type=int, default=None, help="size of the same-run bf16 matmul "
+                      "peer (default 8192 on GPU/TPU, 0 = skip; skipped on CPU)")
   parser.add_argument("--warmup", type=int, default=None, help="default 1 (N<=4096) else 0")
   parser.add_argument("--reps", type=int, default=None, help="timed runs, min reported; "
                       "default 2 (N<=4096) else 1")
@@ -216,6 +271,9 @@ def main(argv=None):
   args = parser.parse_args(argv)
   if args.worker:
     print(json.dumps(worker(*json.loads(args.worker))), flush=True)
+    return
+  if args.worker_matmul:
+    print(matmul_rate(args.worker_matmul), flush=True)
     return
 
   import jax
@@ -227,10 +285,19 @@ def main(argv=None):
         f"cpus={os.cpu_count()} jax={jax.__version__} commit={commit} "
         f"date={time.strftime('%Y-%m-%d')} D={args.dim} V={args.vocab} dtype={args.dtype} "
         f"T={args.temperature}", flush=True)
+  matmul_size = args.matmul if args.matmul is not None else (0 if backend == "cpu" else 8192)
+  matmul_tflops = None
+  if matmul_size:  # in its own process, like every row (the driver holds no device memory)
+    proc = subprocess.run([sys.executable, "-m", "experiments.bench_logprob", "--worker-matmul",
+                           str(matmul_size)], capture_output=True, text=True)
+    lines = [l for l in proc.stdout.splitlines() if l.strip()]
+    matmul_tflops = float(lines[-1]) / 1e12 if proc.returncode == 0 and lines else None
+  if matmul_tflops:
+    print(f"# same-run bf16 matmul {matmul_size}^3: {matmul_tflops:.1f} TFLOP/s", flush=True)
   rows = []
   for num_tokens in args.tokens:
     for impl in impls:
-      for mode in (FWD, FWDBWD):
+      for mode in args.modes:
         rows.append(_run_row(args, impl, mode, num_tokens))
         print("#", json.dumps(rows[-1]), flush=True)
   epilogue = []
@@ -239,7 +306,7 @@ def main(argv=None):
       epilogue.append(_run_row(args, "xla", mode, args.epilogue_tokens))
       print("#", json.dumps(epilogue[-1]), flush=True)
   print()
-  _print_table(rows)
+  _print_table(rows, matmul_tflops)
   if args.epilogue_tokens:
     print(f"\nLoss epilogue alone (fwd+bwd on [N] vectors, N={args.epilogue_tokens}): "
           f"{1e6 * _time_epilogue_alone(args.epilogue_tokens):.0f} us")

@@ -109,10 +109,26 @@ def _forward_arrays(hidden, weight, targets, temperature, block_tokens, block_vo
   return foreach_tile(num_tokens, block_tokens, token_block, (empty, empty, empty))
 
 
+def grad_operand_dtype(hidden_dtype, weight_dtype, low_precision: bool = True):
+  """dtype of the [n, v] logit-gradient tile fed to the two backward matmuls.
+
+  With ``low_precision`` and both inputs in one 16-bit dtype (bf16 / f16), the tile is rounded to that
+  dtype, so both gradient products are bf16 x bf16 -> f32 matmuls (tensor cores at full rate) instead of
+  f32 x bf16, which GPUs run as f32 matmuls at a fraction of the rate. That is what mixed-precision
+  training does for every other layer; the rounding (2**-8 relative per entry, before a float32
+  accumulation) is below the bf16 rounding of the returned gradients themselves. Otherwise float32.
+  """
+  hidden_dtype, weight_dtype = jnp.dtype(hidden_dtype), jnp.dtype(weight_dtype)
+  if low_precision and hidden_dtype == weight_dtype and hidden_dtype.itemsize < 4:
+    return hidden_dtype
+  return jnp.dtype(jnp.float32)
+
+
 def _backward_arrays(hidden, weight, targets, lse, entropy, g_logp, g_entropy, temperature,
-                     block_tokens, block_vocab):
-  """Returns (d hidden, d weight) in the inputs' dtypes."""
+                     block_tokens, block_vocab, low_precision_grads: bool = True):
+  """Returns (d hidden, d weight) in the inputs' dtypes (``low_precision_grads``: `grad_operand_dtype`)."""
   num_tokens, dim = hidden.shape
+  grad_dtype = grad_operand_dtype(hidden.dtype, weight.dtype, low_precision_grads)
   vocab = weight.shape[1]
 
   def vocab_block(c0, v, grads):
@@ -130,8 +146,8 @@ def _backward_arrays(hidden, weight, targets, lse, entropy, g_logp, g_entropy, t
       hit = (c0 + lax.broadcasted_iota(jnp.int32, (n, v), 1)) == t_blk[:, None]
       dz = jnp.where(hit, gl_blk[:, None], 0.0) - p * (
           gl_blk[:, None] + ge_blk[:, None] * (log_p + ent_blk[:, None]))
-      dlogits = dz / temperature  # [n, v] f32
-      # Mixed-dtype products accumulate in f32, as jax.grad of the reference does.
+      dlogits = (dz / temperature).astype(grad_dtype)  # [n, v]
+      # Products accumulate in f32; their operands are the inputs' dtype (see `grad_operand_dtype`).
       dh_blk = lax.dot_general(dlogits, w_blk, (((1,), (1,)), ((), ())),
                                preferred_element_type=jnp.float32)  # [n, D]
       dh = lax.dynamic_update_slice_in_dim(dh, rows(dh) + dh_blk, r0, 0)
@@ -149,24 +165,25 @@ def _backward_arrays(hidden, weight, targets, lse, entropy, g_logp, g_entropy, t
   return dh.astype(hidden.dtype), dw
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _logprob(hidden, weight, targets, temperature, block_tokens, block_vocab):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _logprob(hidden, weight, targets, temperature, block_tokens, block_vocab, low_precision_grads):
   logp, _, entropy = _forward_arrays(hidden, weight, targets, temperature, block_tokens, block_vocab)
   return logp, entropy
 
 
-def _logprob_fwd(hidden, weight, targets, temperature, block_tokens, block_vocab):
+def _logprob_fwd(hidden, weight, targets, temperature, block_tokens, block_vocab,
+                 low_precision_grads):
   logp, lse, entropy = _forward_arrays(hidden, weight, targets, temperature, block_tokens,
                                        block_vocab)
   return (logp, entropy), (hidden, weight, targets, lse, entropy)
 
 
-def _logprob_bwd(temperature, block_tokens, block_vocab, residuals, cotangents):
+def _logprob_bwd(temperature, block_tokens, block_vocab, low_precision_grads, residuals, cotangents):
   hidden, weight, targets, lse, entropy = residuals
   g_logp, g_entropy = cotangents
   dh, dw = _backward_arrays(hidden, weight, targets, lse, entropy,
                             g_logp.astype(jnp.float32), g_entropy.astype(jnp.float32),
-                            temperature, block_tokens, block_vocab)
+                            temperature, block_tokens, block_vocab, low_precision_grads)
   return dh, dw, None
 
 
@@ -181,12 +198,15 @@ def logprob_xla(
     *,
     block_tokens: int | None = None,
     block_vocab: int | None = None,
+    low_precision_grads: bool = True,
 ) -> tuple[Float[Array, "N"], Float[Array, "N"]]:
   """Tiled (logp [N], entropy [N]) in float32; see the module docstring for the math.
 
   Peak temporary memory is O(block_tokens * block_vocab + N * D) instead of O(N * V). Both outputs
   are differentiable in ``hidden`` and ``weight`` (custom VJP that recomputes the logits tiles).
-  Tile sizes default to ``default_tiles()`` for the current backend.
+  Tile sizes default to ``default_tiles()`` for the current backend. ``low_precision_grads``: with
+  bf16 / f16 inputs, the backward's logit-gradient tile is rounded to that dtype before its two
+  matmuls (`grad_operand_dtype`); False keeps it float32 (slower on GPUs, for comparison).
   """
   default_tokens, default_vocab = default_tiles()
   block_tokens = default_tokens if block_tokens is None else block_tokens
@@ -194,4 +214,4 @@ def logprob_xla(
   if block_tokens < 1 or block_vocab < 1:
     raise ValueError(f"block_tokens and block_vocab must be >= 1, got {block_tokens}, {block_vocab}")
   return _logprob(hidden, weight, targets.astype(jnp.int32), float(temperature),
-                  int(block_tokens), int(block_vocab))
+                  int(block_tokens), int(block_vocab), bool(low_precision_grads))

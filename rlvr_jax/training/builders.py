@@ -135,9 +135,17 @@ def abstract_model(cfg: Any, *, vocab_size: int) -> tuple[nnx.Module, models.Mod
 
 
 def init_model(mc: models.ModelConfig, seed: int) -> nnx.Module:
-  """Random init inside one jit: one compile instead of one small one per parameter shape."""
+  """Random init inside one jit: one compile instead of one small one per parameter shape.
+
+  The key is an argument, not a constant of the traced function, so no compiler pass can evaluate
+  the draws at compile time (constant folding). With a constant key, the real-size step benchmark
+  on an H200 (Qwen2.5-0.5B, jax 0.11.2) raised XLA's "Very slow compile" alarm on this function
+  (``jit__lambda``) and ran past its 3-minute limit; constant folding is the suspected cause, not
+  yet confirmed on hardware (on CPU both forms compile equally fast). Same values as ``nnx.Rngs(seed)``.
+  """
   graphdef = nnx.split(nnx.eval_shape(lambda: models.Transformer(mc, rngs=nnx.Rngs(0))))[0]
-  state = jax.jit(lambda: nnx.split(models.Transformer(mc, rngs=nnx.Rngs(seed)))[1])()
+  state = jax.jit(lambda key: nnx.split(models.Transformer(mc, rngs=nnx.Rngs(key)))[1])(
+      jax.random.key(seed))
   return nnx.merge(graphdef, state)
 
 
