@@ -166,6 +166,8 @@ def worker(impl: str, mode: str, num_tokens: int, dim: int, vocab: int, dtype: s
     base = _status_bytes("VmRSS")
   else:
     base = _device_bytes("bytes_in_use")
+    # Device peaks cannot be reset: a peak set while making the inputs hides any smaller one.
+    peak_before = _device_bytes("peak_bytes_in_use")
   times = []
   for i in range(warmup + reps):
     t0 = time.perf_counter()
@@ -178,7 +180,8 @@ def worker(impl: str, mode: str, num_tokens: int, dim: int, vocab: int, dtype: s
     row["measured_bytes"] = _status_bytes("VmHWM") - base
   else:
     peak = _device_bytes("peak_bytes_in_use")
-    row["measured_bytes"] = None if peak is None or base is None else peak - base
+    grew = peak is not None and base is not None and peak_before is not None and peak > peak_before
+    row["measured_bytes"] = peak - base if grew else None  # None: below the input-making peak
   return row
 
 

@@ -1,9 +1,10 @@
 """Mosaic GPU (Hopper, wgmma) forward kernel for the fused log-prob / entropy; backward via ``xla.py``.
 
-Status, plainly: this kernel has been traced and lowered to a Mosaic GPU module on CPU
-(``lowering_platforms=("cuda",)``) and its results checked in Mosaic GPU *interpret* mode on CPU
-(tests/kernels), but it has never run on a GPU: no GPU was lent to this project when it was written.
-That is why ``implementation=None`` on GPU selects ``xla``; ask for ``"pallas"`` to use this kernel.
+Status: checked in Mosaic GPU interpret mode and lowered for CUDA on CPU (tests/kernels), and on an
+H200 (jax 0.11.2, 2026-11-27) the ``gpu`` tests pass (logp error ~6e-5 against a float32 reference;
+bf16 values and gradients through the API within the CPU tests' tolerances). It runs as fast as the
+xla forward there (19.7 vs 19.9 ms at N = 16,384, V = 151,936), so ``implementation=None`` on GPU keeps
+``xla``; ask for ``"pallas"`` to use this kernel (no forward temporaries).
 
 Design. One CTA (a single warpgroup) owns ``block_tokens`` = 64 rows (the wgmma M tile) and a
 contiguous range of vocab tiles (the grid's second axis splits the vocab so that small N still fills
@@ -16,9 +17,11 @@ splits (O(N * splits)) into lse and entropy exactly as the online update does. T
 is one dot product per row, ``h_i . W[:, t_i]``, computed by XLA from a gather of N weight columns
 (O(N * D), like ``hidden`` itself), which keeps per-row integer data out of the kernel.
 
-The backward reuses ``xla._backward_arrays`` (tiled recomputation, O(N) residuals). A fused Mosaic
-GPU backward needs either a [64, D] float32 accumulator per CTA (too many registers for D >= 1024)
-or float32 atomics into dh / dW (Cut Cross-Entropy's approach); neither can be tuned without hardware.
+The backward reuses ``xla._backward_arrays`` (tiled recomputation, O(N) residuals, bf16 gradient
+tiles into cuBLAS-class matmuls): on the H200 it makes forward + backward 0.70x the materialised
+reference's time at 78% of the same-run bf16 matmul rate. A fused Mosaic GPU backward would need
+either a [64, D] float32 accumulator per CTA (too many registers for D >= 1024) or float32 atomics
+into dh / dW (Cut Cross-Entropy's approach), and could gain at most the remaining 22%; not written.
 
 Requirements (else ``unsupported_reason`` says why and the API falls back to ``xla``): bfloat16 or
 float16 inputs of one dtype, D % 64 == 0, V % 128 == 0 (151,936 and 128,256 qualify). N is padded to a

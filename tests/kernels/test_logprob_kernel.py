@@ -226,3 +226,30 @@ def test_on_gpu_bf16_values_and_grads_match_float32_reference(request_name):
   for g, w in zip(got_g, want_g):
     assert g.dtype == jnp.bfloat16
     assert_grads_close(g, w, GRAD_TOL[jnp.bfloat16])
+
+
+def test_grad_operand_dtype_rounds_only_matching_16_bit_inputs():
+  f32, bf16, f16 = jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)
+  assert xla.grad_operand_dtype(bf16, bf16) == bf16
+  assert xla.grad_operand_dtype(f16, f16) == f16
+  assert xla.grad_operand_dtype(bf16, f32) == f32  # mixed inputs: float32 tiles
+  assert xla.grad_operand_dtype(f32, f32) == f32
+  assert xla.grad_operand_dtype(bf16, bf16, low_precision=False) == f32
+
+
+def test_xla_float32_gradient_tiles_option_matches_reference_more_tightly():
+  """low_precision_grads=False (float32 tiles) is closer to the float32 oracle than bf16 tiles."""
+  hidden, weight, targets, coef, mask = make_inputs(37, 32, 300, jnp.bfloat16)
+  f32 = lambda x: x.astype(jnp.float32)
+  want = jax.grad(functools.partial(masked_loss, reference.logprob_reference, "both", coef, mask),
+                  argnums=(0, 1))(f32(hidden), f32(weight), targets)
+  errors = {}
+  for low in (True, False):
+    fn = functools.partial(xla.logprob_xla, block_tokens=16, block_vocab=64, low_precision_grads=low)
+    got = jax.jit(jax.grad(functools.partial(masked_loss, fn, "both", coef, mask), argnums=(0, 1)))(
+        hidden, weight, targets)
+    for g, w in zip(got, want):
+      assert_grads_close(g, w, GRAD_TOL[jnp.bfloat16])
+    errors[low] = max(float(np.abs(np.asarray(g, np.float32) - np.asarray(w)).max())
+                      for g, w in zip(got, want))
+  assert errors[False] <= errors[True]
