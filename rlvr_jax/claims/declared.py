@@ -1,9 +1,10 @@
 """The claims this codebase tests (catalog.md 4.4 numbers them). Sentences are quoted from memory of
 the papers where marked [recall], not verbatim: the PDFs are not available offline.
 
-Every claim runs on ``configs/claims_arith.py`` (the base-model regime: a tiny char-level model
-warm-started to be diverse but imperfect) unless it says otherwise; ``quick`` shrinks it to the
-CPU smoke shapes (``configs/claims_arith.py:cpu``).
+Claims run on ``configs/claims_arith.py`` (the base-model regime: a tiny char-level model
+warm-started to be diverse but imperfect) or, where responses need room to grow, on
+``configs/claims_scratchpad.py`` (the same task answered with column scratchpads); ``quick`` shrinks
+each to its CPU smoke shapes (``:cpu``).
 """
 from __future__ import annotations
 
@@ -32,16 +33,16 @@ register_claim(Claim(
     sentence="[recall] GRPO's per-response length normalisation (and std normalisation) biases "
              "optimisation: longer incorrect responses are penalised less, so the length of "
              "incorrect responses keeps growing; Dr. GRPO removes both terms and the growth.",
-    config="configs/claims_arith.py",
+    config="configs/claims_scratchpad.py",
     arms={"grpo": {"algo.agg_mode": "seq-mean-token-mean", "algo.advantage": "grpo"},
           "dr_grpo": {"algo.agg_mode": "seq-mean-token-sum-norm", "algo.advantage": "dr_grpo"}},
     metric=Metric("train_change", "response_len_incorrect", window=20),
     expect=("grpo", ">", "dr_grpo"),
     also=(Metric("eval", "greedy_accuracy"),),
-    quick=_QUICK, quick_config="configs/claims_arith.py:cpu",
+    quick=_QUICK, quick_config="configs/claims_scratchpad.py:cpu",
     curves=("response_len_incorrect", "response_len_correct", "accuracy", "entropy"),
-    notes="The arithmetic answers are bare numbers with little room to grow; a scratchpad task "
-          "that can be padded is the fair test (see the card of configs/claims_arith.py)."))
+    notes="Runs on the column-scratchpad regime (configs/claims_scratchpad.py): bare-number answers "
+          "have no room to grow, a scratchpad whose lines can be repeated does."))
 
 register_claim(Claim(
     name="rl_sharpens_narrows",

@@ -8,7 +8,7 @@ samples of one prompt adjacent; ``examples[i]`` is the data row of completion i 
 ``question`` and ``answer`` (gold, str), optionally ``metadata`` (dict) and ``task``
 (reasoning-gym dataset name). Register new ones with ``register_reward(name)``.
 
-Registered: ``math_verify`` (math-verify in a process pool, per-item timeout), ``reasoning_gym``
+Registered: ``scratchpad_steps`` (the column-scratchpad step checker, `scratchpad.py`), ``math_verify`` (math-verify in a process pool, per-item timeout), ``reasoning_gym``
 (the dataset's ``score_answer``), ``exact_match`` (normalised), ``format`` (``<think>..</think>
 <answer>..</answer>``), ``overlong`` (DAPO soft penalty, in tokens), ``majority_vote`` (TTRL;
 receives ``group_size``), ``self_certainty`` / ``neg_entropy`` / ``mean_logp`` (Intuitor family;
@@ -47,7 +47,8 @@ from rlvr_jax.rewards.registry import (
     parse_spec,
     register_reward,
 )
-from rlvr_jax.rewards import self_rewards as _self_rewards  # noqa: F401  (registers rewards)
+from rlvr_jax.rewards import scratchpad as _scratchpad  # noqa: F401  (registers rewards)
+from rlvr_jax.rewards import self_rewards as _self_rewards  # noqa: F401
 from rlvr_jax.rewards import shaping as _shaping  # noqa: F401
 from rlvr_jax.rewards import verifiers as _verifiers  # noqa: F401
 from rlvr_jax.rewards.self_rewards import majority_answers

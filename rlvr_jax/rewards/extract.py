@@ -74,8 +74,17 @@ def _auto(text: str) -> str | None:
   return extract_last_number(text)
 
 
+def extract_scratchpad(text: str) -> str | None:
+  """What follows ``=`` on the last line starting with ``=`` (`rlvr_jax.rewards.scratchpad`)."""
+  for line in reversed([l.replace(" ", "") for l in str(text).split("\n")]):
+    if line.startswith("="):
+      return line[1:] or None
+  return None
+
+
 EXTRACTORS: dict[str, Callable[[str], str | None]] = {
     "auto": _auto,
+    "scratchpad": extract_scratchpad,
     "answer_tag": extract_tag,
     "boxed": extract_boxed,
     "last_number": extract_last_number,

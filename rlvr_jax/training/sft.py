@@ -118,6 +118,29 @@ def careless_arithmetic_teacher(example: Mapping[str, Any], *, target: str, erro
   return format_target(target, {**example, "answer": str(wrong)})
 
 
+@register_teacher("careless_scratchpad")
+def careless_scratchpad_teacher(example: Mapping[str, Any], *, target: str, error_rate: float = 0.6,
+                                repeat_rate: float = 0.0, seed: int = 0, prefix: str = "") -> str:
+  """Column scratchpads for ``a + b`` / ``a - b`` (`rlvr_jax.rewards.scratchpad`): on a fixed
+  fraction ``error_rate`` of the examples (hashed with ``seed``, as `careless_arithmetic_teacher`)
+  the careless lines (carries forgotten, smaller digit from the larger), otherwise the careful ones;
+  each line is written twice with probability ``repeat_rate`` (fixed per example and line), so the
+  demonstrations vary in length without changing their content. ``target`` is ignored: the
+  scratchpad is the target. A question that is not ``<int> <+|-> <int>`` raises ValueError.
+  """
+  del target
+  from rlvr_jax.rewards import scratchpad  # pylint: disable=import-outside-toplevel
+  try:
+    a, op, b = scratchpad.parse_question(example["question"], prefix)
+  except ValueError as err:
+    raise ValueError(f"careless_scratchpad teacher: example {example.get('id')!r}: {err}") from None
+  careless = _uniform(example, seed) < error_rate
+  lines = (scratchpad.careless_steps if careless else scratchpad.column_steps)(a, op, b)
+  repeats = [int(_uniform({"id": f"{example.get('id', example.get('question'))}:{i}"}, seed + 1)
+                 < repeat_rate) for i in range(len(lines))]
+  return scratchpad.render(lines, repeats)
+
+
 def make_teacher(cfg: Any) -> Callable[[Mapping[str, Any]], str]:
   """``example -> target text`` for the ``config.sft`` section (teacher name and options)."""
   name = cfg.get("teacher", "template") or "template"
