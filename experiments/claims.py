@@ -89,6 +89,34 @@ def _read_rows(workdir: str) -> list[dict]:
   return [by_step[s] for s in sorted(by_step)]
 
 
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+  if not isinstance(d, dict):
+    return {prefix: d}
+  out = {}
+  for k, v in d.items():
+    out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+  return out
+
+
+def check_same_config(workdir: str, cfg) -> None:
+  """Raises ValueError naming the differing fields when ``workdir`` holds a run of another config.
+
+  A claim's runs are reused by directory; without this check, changing a claim's arms (or its
+  config file) would silently reuse results of the old settings.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    old = _flat(json.load(f))
+  new = _flat(json.loads(cfg.to_json_best_effort()))
+  diff = sorted(k for k in set(old) | set(new) if old.get(k, "<absent>") != new.get(k, "<absent>"))
+  if diff:
+    shown = ", ".join(f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}" for k in diff[:8])
+    raise ValueError(f"{workdir} holds a run of a different config ({shown}"
+                     f"{', ...' if len(diff) > 8 else ''}); use another --workdir or delete it")
+
+
 def _finished(workdir: str, total_steps: int) -> dict | None:
   """The eval summary of a run that already finished in ``workdir`` (reused, not re-run)."""
   path = os.path.join(workdir, "eval.json")
@@ -126,6 +154,7 @@ def run_claim(claim, *, seeds: int, root: str, quick: bool, arms: list[str] | No
         _share_warm_start(first, workdir)
       cfg = arm_config(claim, arm, seed, quick)
       cfg.lock()
+      check_same_config(workdir, cfg)
       logging.info("claim %s: arm %s seed %d -> %s", claim.name, arm, seed, workdir)
       summary = _finished(workdir, int(cfg.total_steps)) or loop.run(cfg, workdir)
       rows = _read_rows(workdir)

@@ -19,7 +19,12 @@ register_claim(Claim(
              "policy's entropy from collapsing and so keeps exploration alive, compared with the "
              "symmetric clip of PPO / GRPO.",
     config="configs/claims_arith.py",
-    arms={"symmetric_0.2": {"algo.clip_high": 0.2}, "clip_higher_0.28": {"algo.clip_high": 0.28}},
+    # Off-policy, as DAPO trains (several gradient updates per rollout batch [recall]): with one
+    # on-policy update the ratio is 1 and no clip ever binds, so the two arms were identical (the
+    # first 3-seed run, results/claims/dapo_clip_higher/onpolicy_summary.json). 4 mini-batches of
+    # 16 prompts x 8 samples per step [this config].
+    arms={"symmetric_0.2": {"algo.clip_high": 0.2, "algo.num_minibatches": 4},
+          "clip_higher_0.28": {"algo.clip_high": 0.28, "algo.num_minibatches": 4}},
     metric=Metric("train_last", "entropy", window=20),
     expect=("clip_higher_0.28", ">", "symmetric_0.2"),
     also=(Metric("eval", "pass@32"), Metric("eval", "pass@1"), Metric("train_last", "clip_frac_high")),

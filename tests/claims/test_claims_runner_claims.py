@@ -55,3 +55,16 @@ def test_quick_claim_runs_and_writes_summary_and_plots(name, tmp_path):
   for arm in claim.arms:
     assert sorted(out["arms"][arm]["seeds"]) == [0, 1]
     assert claim.metric.label in out["arms"][arm]["mean"]
+
+
+def test_a_workdir_of_another_config_is_refused(tmp_path):
+  """Reusing runs by directory must not silently reuse results of other settings."""
+  import ml_collections
+  from experiments import claims as claims_exp
+  cfg = ml_collections.ConfigDict({"algo": {"num_minibatches": 4, "clip_high": 0.28}, "seed": 0})
+  claims_exp.check_same_config(str(tmp_path), cfg)  # no run there yet: fine
+  (tmp_path / "config.json").write_text(cfg.to_json_best_effort())
+  claims_exp.check_same_config(str(tmp_path), cfg)  # the same config: fine
+  changed = ml_collections.ConfigDict({"algo": {"num_minibatches": 1, "clip_high": 0.28}, "seed": 0})
+  with pytest.raises(ValueError, match=r"algo.num_minibatches: 4 -> 1"):
+    claims_exp.check_same_config(str(tmp_path), changed)
