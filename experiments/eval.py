@@ -14,7 +14,25 @@ own before/after evaluation. pass@k uses the unbiased estimator (Chen et al. 202
 4, ... up to n = ``--num_samples``; maj@k votes over extracted answers.
 
 Writes ``<out>/eval_<tag>.json`` (``<out>``: ``--workdir``, else the run directory holding the
-checkpoint, else the checkpoint directory) and prints a table.
+checkpoint, else the checkpoint directory) and prints a table. The json keeps the per-problem
+results (``per_problem``: problem ids, correct counts of the n samples, greedy verdicts; lists of
+numbers on one line each) for later comparisons; ``--entropy`` adds ``eval_token_entropy``, the
+policy's mean token entropy (nats) on its sampled completions at the eval temperature.
+
+Against a base model (``rlvr_jax.eval.metrics``: per-problem change, winner-take-all split); the
+run's own ``eval_before.json`` (the policy before RL, same problems) serves as a base too:
+
+  python -m experiments.eval --workdir /runs/grpo --base /runs/grpo/eval_before.json
+  python -m experiments.eval --checkpoint /models/Qwen2.5-0.5B-Instruct --config ... --tag base
+  python -m experiments.eval --base eval_base.json --compare eval_step200.json   # no model run
+
+``--base`` (an eval json of the same problems, checked by problem id) prints wins / losses / ties
+of the per-problem sampled accuracy, the mean change +- its standard error, and the table by base
+accuracy ({0}, (0, .25], ..., (.75, 1), {1}), and stores them as ``vs_base`` in the new eval json
+(``--compare``: in that existing json). pass@k curves of several evaluations on one figure:
+
+  python -m experiments.eval --plot passk.png --curves eval_base.json,eval_step200.json
+  python -m experiments.eval --plot passk.png /runs/*/eval_*.json
 """
 from __future__ import annotations
 
@@ -113,30 +131,152 @@ def load_policy(cfg, *, workdir: str | None, checkpoint: str | None, step: int |
 
 
 def evaluate(cfg, *, workdir: str | None = None, checkpoint: str | None = None,
-             step: int | None = None, tag: str | None = None, out_dir: str) -> dict:
-  """Runs the evaluation and writes ``<out_dir>/eval_<tag>.json``; returns its contents."""
+             step: int | None = None, tag: str | None = None, out_dir: str,
+             entropy: bool = False, base: str | None = None) -> dict:
+  """Runs the evaluation and writes ``<out_dir>/eval_<tag>.json``; returns its contents.
+
+  ``base``: an earlier eval json of the same problems; its comparison goes into ``vs_base``. Its
+  problems are checked before the policy is loaded."""
   from rlvr_jax.eval import evaluator  # pylint: disable=import-outside-toplevel
   from rlvr_jax.training import loop  # pylint: disable=import-outside-toplevel
 
   t0 = time.time()
+  base_record = load_record(base) if base else None
   # The run directory holds trained tokenizers (char / bpe / sentencepiece) in <workdir>/tokenizer.
   _, examples, tokenizer, _, prompt_fn = loop.build_inputs(cfg, workdir or out_dir)
+  if base_record is not None:  # fail before loading and sampling the policy
+    evaluator.check_same_problems(evaluator.per_problem_record(base_record)["problem_ids"],
+                                  [evaluator.problem_id(ex) for ex in examples])
   model, source, step = load_policy(cfg, workdir=workdir, checkpoint=checkpoint, step=step,
                                     vocab_size=tokenizer.vocab_size)
-  result = evaluator.evaluate(model, tokenizer, examples, seed=int(cfg.seed),
+  result = evaluator.evaluate(model, tokenizer, examples, seed=int(cfg.seed), entropy=entropy,
                               **loop.eval_options(cfg, tokenizer, prompt_fn))
   tag = tag or (f"step{step}" if step is not None else os.path.basename(os.path.normpath(source)))
   record = {"tag": tag, "checkpoint": source, "step": step, "num_problems": len(examples),
             "num_samples": int(cfg.eval.num_samples), "temperature": float(cfg.eval.temperature),
             "top_p": float(cfg.eval.top_p), "max_new_tokens": int(cfg.rollout.max_new_tokens),
             "time_s": time.time() - t0, **result}
+  if base_record is not None:
+    record["vs_base"] = vs_base(base_record, record, base)
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, f"eval_{tag}.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump(record, f, indent=2)
-  os.replace(path + ".tmp", path)
+  write_record(record, path)
   record["path"] = path
   return record
+
+
+# ------------------------------------------------------------------------------------------------
+# Eval json files: reading, writing, comparing, plotting (no model, no jax)
+# ------------------------------------------------------------------------------------------------
+
+def load_record(path: str) -> dict:
+  """An eval json written by this script, or the trainer's ``eval_before.json``."""
+  if not os.path.isfile(path):
+    raise ValueError(f"no eval json at {path!r}")
+  with open(path) as f:
+    record = json.load(f)
+  if not isinstance(record, dict) or not any(k.startswith(("pass@", "greedy_")) for k in record):
+    raise ValueError(f"{path} is not an eval json (no pass@k or greedy_accuracy entry; a run's "
+                     "eval.json nests them under 'after': use eval_before.json / eval_<tag>.json)")
+  return record
+
+
+def _to_json(value, indent: int = 0, *, row: bool = False) -> str:
+  """json with dicts indented, but lists of plain values, and the flat dicts inside lists (table
+  rows), on one line each: the per-problem lists stay one line, a table one line per row."""
+  pad, inner = " " * indent, " " * (indent + 2)
+  flat_row = row and isinstance(value, dict) and not any(map(_nested, value.values()))
+  if isinstance(value, dict) and value and not flat_row:
+    items = [f"{inner}{json.dumps(str(k))}: {_to_json(v, indent + 2)}" for k, v in value.items()]
+    return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+  if isinstance(value, (list, tuple)) and any(map(_nested, value)):
+    return ("[\n" + ",\n".join(inner + _to_json(v, indent + 2, row=True) for v in value)
+            + f"\n{pad}]")
+  return json.dumps(value)
+
+
+def _nested(value) -> bool:
+  return isinstance(value, (dict, list, tuple))
+
+
+def write_record(record: dict, path: str) -> None:
+  """Writes ``record`` to ``path`` atomically (``_to_json`` layout)."""
+  with open(path + ".tmp", "w") as f:
+    f.write(_to_json({k: v for k, v in record.items() if k != "path"}) + "\n")
+  os.replace(path + ".tmp", path)
+
+
+def vs_base(base: dict, record: dict, base_path: str) -> dict:
+  """``evaluator.compare(base, record)`` with the base's tag and path."""
+  from rlvr_jax.eval import evaluator  # pylint: disable=import-outside-toplevel
+  name = base.get("tag") or os.path.splitext(os.path.basename(base_path))[0]
+  return {"base": name, "base_path": os.path.abspath(base_path),
+          **evaluator.compare(base, record)}
+
+
+def compare_files(base_path: str, path: str) -> dict:
+  """Compares two existing eval jsons; stores ``vs_base`` in the second; returns that record."""
+  record = load_record(path)
+  record["vs_base"] = vs_base(load_record(base_path), record, base_path)
+  write_record(record, path)
+  record["path"] = path
+  return record
+
+
+def format_comparison(vs: dict) -> str:
+  """``vs_base`` as text: wins / losses / ties, mean change +- s.e., the winner-take-all table."""
+  lines = [f"vs base {vs.get('base')} ({vs['num_problems']} problems)"]
+  for key, name in (("sampled", "sampled accuracy"), ("greedy", "greedy accuracy")):
+    if key in vs:
+      c = vs[key]
+      se = "n/a" if c["mean_delta_se"] is None else f"{100 * c['mean_delta_se']:.2f}"
+      lines.append(f"  {name}: {100 * c['base_mean_acc']:.2f}% -> {100 * c['new_mean_acc']:.2f}%, "
+                   f"change {100 * c['mean_delta']:+.2f} +- {se} points (s.e.); "
+                   f"{c['wins']} wins / {c['losses']} losses / {c['ties']} ties")
+  if "winner_take_all" in vs:
+    lines.append(f"  {'base accuracy':<14}{'problems':>9}{'mean base':>11}{'mean change':>13}"
+                 f"{'wins':>6}{'losses':>8}")
+    for r in vs["winner_take_all"]:
+      base_acc = "" if r["mean_base_acc"] is None else f"{100 * r['mean_base_acc']:.1f}%"
+      delta = "" if r["mean_delta"] is None else f"{100 * r['mean_delta']:+.1f}"
+      lines.append(f"  {r['bin']:<14}{r['count']:>9}{base_acc:>11}{delta:>13}{r['wins']:>6}"
+                   f"{r['losses']:>8}")
+  return "\n".join(lines)
+
+
+def passk_curve(record: dict) -> tuple[list[int], list[float]]:
+  """(ks, pass@k) of an eval record, ks ascending."""
+  ks = sorted(int(k[5:]) for k in record if k.startswith("pass@") and k[5:].isdigit())
+  return ks, [float(record[f"pass@{k}"]) for k in ks]
+
+
+def plot_passk_curves(paths: list[str], out: str) -> str:
+  """pass@k against k (log2 axis) of several eval jsons on one figure, each labelled by its tag."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  if not paths:
+    raise ValueError("--plot needs eval jsons to draw (--curves a.json,b.json)")
+  fig, ax = plt.subplots(figsize=(5.5, 4))
+  for path in paths:
+    record = load_record(path)
+    ks, ys = passk_curve(record)
+    if not ks:
+      raise ValueError(f"{path} has no pass@k entries (evaluated with --num_samples 0?)")
+    label = record.get("tag") or os.path.splitext(os.path.basename(path))[0]
+    ax.plot(ks, ys, marker="o", label=f"{label} (n={record.get('num_samples', max(ks))})")
+  ax.set_xscale("log", base=2)
+  ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))  # 1 2 4
+  ax.set_xlabel("k")
+  ax.set_ylabel("pass@k")
+  ax.set_ylim(0, 1)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  fig.savefig(out, dpi=100)
+  plt.close(fig)
+  return out
 
 
 def format_table(record: dict) -> str:
@@ -146,12 +286,16 @@ def format_table(record: dict) -> str:
                  key=lambda k: int(k.split("@")[1]))
   keys += sorted((k for k in record if k.startswith("maj@") and "_" not in k),
                  key=lambda k: int(k.split("@")[1]))
+  keys += sorted((k for k in record if k.startswith("cot_pass@")),
+                 key=lambda k: int(k.split("@")[1]))
   lines = [f"{'metric':<18}{'value':>9}", "-" * 27]
   for k in keys:
     value = record[k]
     text = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
         else f"{100 * float(value):.2f}%"
     lines.append(f"{k:<18}{text:>9}")
+  if "eval_token_entropy" in record:
+    lines.append(f"{'token entropy':<18}{record['eval_token_entropy']:>9.4f}")
   lines.append(f"({record['num_problems']} problems, n={record['num_samples']}, "
                f"T={record['temperature']:g}, checkpoint {record['checkpoint']})")
   return "\n".join(lines)
@@ -180,6 +324,16 @@ def _define_flags():
       top_p=flags.DEFINE_float("top_p", None, "Nucleus top-p (default: config)."),
       batch_size=flags.DEFINE_integer("batch_size", None, "Rows per sampler call (default: "
                                       "config)."),
+      entropy=flags.DEFINE_bool("entropy", False, "Also report eval_token_entropy, the policy's "
+                                "mean token entropy on its sampled completions (one extra forward "
+                                "per batch)."),
+      base=flags.DEFINE_string("base", None, "An eval json of the base model on the same problems:"
+                               " adds the per-problem comparison (vs_base) to the output."),
+      compare=flags.DEFINE_string("compare", None, "With --base: an existing eval json to compare "
+                                  "against it (no model is run; vs_base is written into it)."),
+      plot=flags.DEFINE_string("plot", None, "Draw the pass@k curves of --curves (and of any "
+                               "positional json paths) into this PNG; no model is run."),
+      curves=flags.DEFINE_list("curves", [], "Eval jsons for --plot, comma separated."),
       compilation_cache=flags.DEFINE_string(
           "compilation_cache", os.path.expanduser("~/.cache/rlvr_jax/jit"),
           "Persistent XLA compilation cache directory ('' to disable)."),
@@ -187,8 +341,18 @@ def _define_flags():
 
 
 def main(argv, f):
+  if f["plot"].value:  # eval jsons only: no jax, no model
+    print(f"wrote {plot_passk_curves(list(f['curves'].value) + list(argv[1:]), f['plot'].value)}")
+    return
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if f["compare"].value:
+    if not f["base"].value:
+      raise app.UsageError("--compare needs --base (the eval json to compare against)")
+    record = compare_files(f["base"].value, f["compare"].value)
+    print(format_comparison(record["vs_base"]))
+    print(f"wrote vs_base into {record['path']}")
+    return
   import jax  # pylint: disable=import-outside-toplevel
 
   if not flags.FLAGS["verbosity"].present:
@@ -202,8 +366,11 @@ def main(argv, f):
                   num_samples=f["num_samples"].value, temperature=f["temperature"].value,
                   top_p=f["top_p"].value, batch_size=f["batch_size"].value)
   record = evaluate(cfg, workdir=workdir, checkpoint=checkpoint, step=f["step"].value,
-                    tag=f["tag"].value, out_dir=out_dir)
+                    tag=f["tag"].value, out_dir=out_dir, entropy=f["entropy"].value,
+                    base=f["base"].value)
   print(format_table(record))
+  if "vs_base" in record:
+    print(format_comparison(record["vs_base"]))
   print(f"wrote {record['path']}")
 
 

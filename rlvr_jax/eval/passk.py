@@ -7,6 +7,10 @@ Catalog section 2.9 ("Evaluation metrics the library must ship").
   ``1 - C(n-c, k) / C(n, k)``. The ratio is computed as ``prod_{i=n-c+1}^{n} (1 - k/i)``, which
   never forms the huge binomials (n = 1024 in the Limit-of-RLVR curves, Yue et al., 2025,
   arXiv:2504.13837).
+* CoT-pass@k (catalog section 2.9; Wen et al., 2025, "RLVR implicitly incentivizes correct
+  reasoning in base LLMs"): pass@k where a sample counts only if its answer is correct AND its
+  reasoning steps check out (``summarize(..., steps_ok=...)``; the step checker is task-specific
+  and lives with the task).
 * maj@k (self-consistency, Wang et al., 2022, arXiv:2203.11171): a majority vote over the first k
   sampled answers; the problem counts as solved when the winning answer is correct.
   Vote rules: ``None`` answers (nothing extracted) abstain; answers are compared as exact strings,
@@ -171,16 +175,26 @@ def default_ks(n: int) -> list[int]:
 def summarize(correct: Bool[np.ndarray, "P n"], answers: Sequence[Sequence[str | None]],
               gold: Sequence[Any], *, ks: Sequence[int] | None = None,
               greedy_correct: Bool[np.ndarray, "P"] | None = None,
-              max_expected_k: int = 64, per_problem: bool = False) -> dict:
+              max_expected_k: int = 64, per_problem: bool = False,
+              steps_ok: Bool[np.ndarray, "P n"] | None = None) -> dict:
     """Flat JSON-ready metrics for eval.json.
 
     Keys: num_problems, num_samples, mean_accuracy, ``pass@k`` and ``maj@k`` (first k) for each k,
     ``maj@k_expected`` for k <= max_expected_k, ``greedy_accuracy`` when ``greedy_correct`` is
     given, and with ``per_problem=True`` a list of {gold, majority, num_correct} rows.
+
+    ``steps_ok`` [P, n]: whether each sample's reasoning steps check out (a step checker's verdict).
+    With it, ``cot_pass@k`` is pass@k counting only samples whose answer AND steps are correct
+    (CoT-pass@k, catalog section 2.9), and ``cot_mean_accuracy`` is their share.
     """
     correct = _as_bool_matrix(correct)
     num_problems, n = correct.shape
     _check_answers(answers, correct.shape)
+    if steps_ok is not None:
+        steps_ok = _as_bool_matrix(steps_ok)
+        if steps_ok.shape != correct.shape:
+            raise ValueError(f"summarize: steps_ok has shape {steps_ok.shape}, correct has "
+                             f"{correct.shape}; pass one verdict per sample")
     if len(gold) != num_problems:
         raise ValueError(f"summarize: gold has {len(gold)} entries for {num_problems} problems")
     ks = default_ks(n) if ks is None else sorted(set(int(k) for k in ks))
@@ -192,6 +206,11 @@ def summarize(correct: Bool[np.ndarray, "P n"], answers: Sequence[Sequence[str |
                            "mean_accuracy": mean_accuracy(correct)}
     for k in ks:
         out[f"pass@{k}"] = float(np.mean(pass_at_k(n, num_correct, k)))
+    if steps_ok is not None:
+        cot_correct = correct & steps_ok  # [P, n]
+        out["cot_mean_accuracy"] = mean_accuracy(cot_correct)
+        for k in ks:
+            out[f"cot_pass@{k}"] = float(np.mean(pass_at_k(n, cot_correct.sum(axis=1), k)))
     for k in ks:
         out[f"maj@{k}"] = maj_at_k(correct, answers, k)
     for k in ks:

@@ -123,3 +123,22 @@ def test_summarize_keys_and_values():
     with pytest.raises(ValueError, match="row 1"):
         passk.summarize(correct, [answers[0], answers[1][:3]], gold)
     assert passk.default_ks(6) == [1, 2, 4, 6]
+
+
+def test_summarize_cot_pass_at_k_hand_case():
+    # Problem 0: answers right on samples 0, 1, steps right on 1, 2 -> only sample 1 counts (c=1).
+    # Problem 1: answers right on 0..3, steps right on 0, 3 -> c=2. n = 4.
+    correct = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], bool)
+    steps_ok = np.array([[0, 1, 1, 0], [1, 0, 0, 1]], bool)
+    answers = [["a", "a", "b", "c"], ["d", "d", "d", "d"]]
+    out = passk.summarize(correct, answers, ["a", "d"], ks=[1, 2], steps_ok=steps_ok)
+    # cot_pass@1 = (1/4 + 2/4) / 2 = 3/8.
+    assert out["cot_pass@1"] == pytest.approx(3 / 8) == out["cot_mean_accuracy"]
+    # cot_pass@2: problem 0 (c=1): 1 - C(3,2)/C(4,2) = 1 - 3/6 = 1/2;
+    # problem 1 (c=2): 1 - C(2,2)/C(4,2) = 1 - 1/6 = 5/6. Mean (1/2 + 5/6) / 2 = 2/3.
+    assert out["cot_pass@2"] == pytest.approx(2 / 3)
+    # Plain pass@2 ignores the steps: problem 0 (c=2) 5/6, problem 1 (c=4) 1 -> 11/12.
+    assert out["pass@2"] == pytest.approx(11 / 12)
+    assert "cot_pass@1" not in passk.summarize(correct, answers, ["a", "d"], ks=[1])
+    with pytest.raises(ValueError, match="steps_ok"):
+        passk.summarize(correct, answers, ["a", "d"], steps_ok=steps_ok[:, :3])

@@ -66,6 +66,17 @@ def test_eval_entry_point_reproduces_the_trainers_eval(tmp_path):
   for k in METRICS:
     assert record[k] == pytest.approx(after[k]), k
 
+  # --base: the same policy and seed against its own earlier eval: every problem ties; --entropy.
+  record = eval_entry.evaluate(cfg, checkpoint=str(export), out_dir=out_dir, tag="vs", entropy=True,
+                               base=str(workdir / "eval_step1.json"))
+  vs = record["vs_base"]
+  assert vs["base"] == "step1" and vs["sampled"]["ties"] == 4 and vs["sampled"]["mean_delta"] == 0
+  assert sum(r["count"] for r in vs["winner_take_all"]) == 4
+  assert np.isfinite(record["eval_token_entropy"]) and record["eval_token_entropy"] > 0
+  with open(workdir / "eval_vs.json") as f:
+    assert json.load(f)["vs_base"] == vs
+  assert "token entropy" in eval_entry.format_table(record)
+
 
 def test_eval_errors_name_what_is_missing(tmp_path):
   with pytest.raises(ValueError, match="--workdir"):
