@@ -25,7 +25,13 @@ and repeats each line with probability 0.3 [this config], so a demonstration is 
 is the exact match of the answer line; the step checker is logged as reward/scratchpad_steps
 (weight 0: it does not shape the reward).
 
-MEASURED (warm start only): filled in from the calibration runs of 2026-11-27 (see SFT_STEPS).
+MEASURED (warm start only, 300 held-out problems, 64 samples each, T = 1; 2-core Intel Xeon,
+2026-11-27; `--config.total_steps=0 --config.sft.steps=N`):
+  SFT steps   pass@1   pass@2   pass@4   pass@8   pass@16  pass@32  pass@64  greedy  maj@64
+     600      52.1%    70.1%    83.3%    91.8%    96.5%    98.6%    99.7%   60.0%   65.3%   <- used
+    1000      61.1%    77.2%    88.4%    95.2%    98.2%    99.5%   100.0%   61.3%   66.3%
+  At 600 steps pass@1 is 52.1% and pass@64 99.7% (+47.6 points): inside the regime. The scratchpad
+  makes the task easier to learn than claims_arith's bare answers (22.9% pass@1 at 1000 steps).
 
 Tags: [quickstart] as configs/quickstart.py; [claims_arith] as configs/claims_arith.py; [this
 config] chosen here.
@@ -34,7 +40,7 @@ import ml_collections
 
 from configs import claims_arith, common
 
-SFT_STEPS = 1000  # early stop of the careless warm start [this config; calibrated below]
+SFT_STEPS = 600  # early stop of the careless warm start [this config; from MEASURED above]
 REPEAT_RATE = 0.3  # probability that the teacher writes a line twice [this config]
 
 
