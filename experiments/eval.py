@@ -2,6 +2,7 @@ r"""Held-out evaluation of a run or a checkpoint: greedy accuracy, unbiased pass
 
   python -m experiments.eval --workdir /runs/grpo                 # latest checkpoint of the run
   python -m experiments.eval --workdir /runs/grpo --step 200 --num_samples 64
+  python -m experiments.eval --workdir /runs/grpo --warm_start    # the SFT policy RL started from
   python -m experiments.eval --checkpoint /runs/grpo/export       # exported / any HF checkpoint
   python -m experiments.eval --checkpoint /models/Qwen2.5-0.5B-Instruct \
       --config configs/grpo_qwen2p5_0p5b_gsm8k.py --config.data.path=... --config.data.eval_path=...
@@ -95,9 +96,10 @@ def apply_overrides(cfg, *, checkpoint=None, size=None, num_samples=None, temper
 
 
 def load_policy(cfg, *, workdir: str | None, checkpoint: str | None, step: int | None,
-                vocab_size: int):
+                vocab_size: int, warm_start: bool = False):
   """(model, description, step) with the params of the checkpoint to evaluate, sharded as the
-  trainer shards them (``config.mesh``)."""
+  trainer shards them (``config.mesh``). ``warm_start``: the run's supervised warm start
+  (``<workdir>/sft/params``, the policy RL started from) instead of a checkpoint; step 0."""
   import jax  # pylint: disable=import-outside-toplevel
   from flax import nnx  # pylint: disable=import-outside-toplevel
   from rlvr_jax import models  # pylint: disable=import-outside-toplevel
@@ -119,6 +121,14 @@ def load_policy(cfg, *, workdir: str | None, checkpoint: str | None, step: int |
   leaves, treedef = jax.tree.flatten(state)
   target = treedef.unflatten([jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s)
                               for x, s in zip(leaves, jax.tree.leaves(shardings), strict=True)])
+  if warm_start:
+    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+    directory = os.path.join(os.path.abspath(workdir), "sft", "params")
+    if not os.path.isdir(directory):
+      raise FileNotFoundError(f"no warm start under {directory} (config.sft.steps = 0, or the run "
+                              "has not finished its warm start)")
+    params = ocp.StandardCheckpointer().restore(directory, target)
+    return nnx.merge(graphdef, params), directory, 0
   directory = os.path.join(workdir, "checkpoints")
   ckpt = ckpt_lib.Checkpointer(directory)
   if ckpt.latest_step() is None:
@@ -132,7 +142,7 @@ def load_policy(cfg, *, workdir: str | None, checkpoint: str | None, step: int |
 
 def evaluate(cfg, *, workdir: str | None = None, checkpoint: str | None = None,
              step: int | None = None, tag: str | None = None, out_dir: str,
-             entropy: bool = False, base: str | None = None) -> dict:
+             entropy: bool = False, base: str | None = None, warm_start: bool = False) -> dict:
   """Runs the evaluation and writes ``<out_dir>/eval_<tag>.json``; returns its contents.
 
   ``base``: an earlier eval json of the same problems; its comparison goes into ``vs_base``. Its
@@ -147,8 +157,11 @@ def evaluate(cfg, *, workdir: str | None = None, checkpoint: str | None = None,
   if base_record is not None:  # fail before loading and sampling the policy
     evaluator.check_same_problems(evaluator.per_problem_record(base_record)["problem_ids"],
                                   [evaluator.problem_id(ex) for ex in examples])
+  if warm_start and not workdir:
+    raise ValueError("--warm_start evaluates <workdir>/sft: pass --workdir")
   model, source, step = load_policy(cfg, workdir=workdir, checkpoint=checkpoint, step=step,
-                                    vocab_size=tokenizer.vocab_size)
+                                    vocab_size=tokenizer.vocab_size, warm_start=warm_start)
+  tag = tag or ("warm_start" if warm_start else None)
   result = evaluator.evaluate(model, tokenizer, examples, seed=int(cfg.seed), entropy=entropy,
                               **loop.eval_options(cfg, tokenizer, prompt_fn))
   tag = tag or (f"step{step}" if step is not None else os.path.basename(os.path.normpath(source)))
@@ -312,6 +325,8 @@ def _define_flags():
           "checkpoint", None, "A Hugging Face checkpoint directory (e.g. <workdir>/export) to "
           "evaluate instead of the run's orbax checkpoints."),
       step=flags.DEFINE_integer("step", None, "Checkpoint step of --workdir (default: latest)."),
+      warm_start=flags.DEFINE_bool("warm_start", False, "Evaluate the run's supervised warm start "
+                                   "(<workdir>/sft: the policy before RL) instead of a checkpoint."),
       tag=flags.DEFINE_string("tag", None, "Name of the output file eval_<tag>.json (default: "
                               "step<N> or the checkpoint directory name)."),
       size=flags.DEFINE_integer("size", None, "Held-out problems (default: config.eval.size, or "
@@ -367,7 +382,7 @@ def main(argv, f):
                   top_p=f["top_p"].value, batch_size=f["batch_size"].value)
   record = evaluate(cfg, workdir=workdir, checkpoint=checkpoint, step=f["step"].value,
                     tag=f["tag"].value, out_dir=out_dir, entropy=f["entropy"].value,
-                    base=f["base"].value)
+                    base=f["base"].value, warm_start=f["warm_start"].value)
   print(format_table(record))
   if "vs_base" in record:
     print(format_comparison(record["vs_base"]))

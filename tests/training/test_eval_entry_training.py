@@ -29,7 +29,8 @@ def _run(workdir):
   cfg.reward.threshold = 0.5
   cfg.eval.size = 4
   cfg.eval.num_samples = 4
-  cfg.eval.before = False
+  cfg.eval.before = True  # the warm start's eval, which --warm_start must reproduce
+  cfg.sft.steps = 2
   cfg.export_hf = True
   cfg.lock()
   return loop.run(cfg, str(workdir))["after"]
@@ -65,6 +66,18 @@ def test_eval_entry_point_reproduces_the_trainers_eval(tmp_path):
   assert record["tag"] == "export" and (workdir / "eval_export.json").exists()
   for k in METRICS:
     assert record[k] == pytest.approx(after[k]), k
+
+  # --warm_start: <workdir>/sft, the policy before RL: the trainer's eval_before, reproduced.
+  cfg, out_dir = eval_entry.resolve(str(workdir), None)
+  eval_entry.apply_overrides(cfg)
+  record = eval_entry.evaluate(cfg, workdir=str(workdir), out_dir=out_dir, warm_start=True)
+  assert record["tag"] == "warm_start" and record["step"] == 0
+  with open(workdir / "eval_before.json") as f:
+    before = json.load(f)
+  for k in METRICS:
+    assert record[k] == pytest.approx(before[k]), k
+  cfg, out_dir = eval_entry.resolve(None, str(export))
+  eval_entry.apply_overrides(cfg, checkpoint=str(export))
 
   # --base: the same policy and seed against its own earlier eval: every problem ties; --entropy.
   record = eval_entry.evaluate(cfg, checkpoint=str(export), out_dir=out_dir, tag="vs", entropy=True,
