@@ -69,6 +69,8 @@ def arm_config(claim, arm: str, seed: int, quick: bool):
     set_override(cfg, key, value)
   for key, value in claim.arms[arm].items():
     set_override(cfg, key, value)
+  for key, value in (claim.quick_arms.get(arm, {}) if quick else {}).items():
+    set_override(cfg, key, value)
   cfg.seed = int(seed)
   if "data" in cfg and "train" in cfg.data and "seed" in cfg.data.train:
     cfg.data.train.seed = 0  # the same problems for every seed; the seed varies init and sampling
@@ -146,13 +148,15 @@ def run_claim(claim, *, seeds: int, root: str, quick: bool, arms: list[str] | No
   metrics = (claim.metric,) + tuple(claim.also)
   results: dict[str, dict] = {arm: {"seeds": {}} for arm in arms}
   for seed in range(seeds):
-    first = None
+    first: dict[str, str] = {}  # warm-start settings -> the first workdir of this seed that has them
     for arm in arms:
       workdir = os.path.join(base, arm, f"seed{seed}")
       os.makedirs(workdir, exist_ok=True)
-      if first is not None:
-        _share_warm_start(first, workdir)
       cfg = arm_config(claim, arm, seed, quick)
+      # Arms share a warm start only when they ask for the same one (an arm may change it).
+      warm = json.dumps(json.loads(cfg.sft.to_json_best_effort()), sort_keys=True)
+      if warm in first:
+        _share_warm_start(first[warm], workdir)
       cfg.lock()
       check_same_config(workdir, cfg)
       logging.info("claim %s: arm %s seed %d -> %s", claim.name, arm, seed, workdir)
@@ -169,7 +173,7 @@ def run_claim(claim, *, seeds: int, root: str, quick: bool, arms: list[str] | No
           logging.warning("claim %s arm %s: %s", claim.name, arm, e)
       results[arm]["seeds"][seed] = {"values": values, "eval_after": summary.get("after"),
                                      "workdir": workdir}
-      first = first or workdir
+      first.setdefault(warm, workdir)
   for arm in arms:
     for m in metrics:
       vals = [s["values"][m.label] for s in results[arm]["seeds"].values()

@@ -69,11 +69,17 @@ class Claim:
   expect: tuple[str, str, str]
   quick: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   quick_config: str | None = None
+  # Per-arm overrides applied after the arm's own in --quick runs (an arm that changes a size,
+  # e.g. its warm-start steps, gets a CI-sized value here).
+  quick_arms: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   also: tuple[Metric, ...] = ()  # further metrics reported (not deciding)
   curves: tuple[str, ...] = ("reward_mean", "accuracy", "entropy", "response_len")
   notes: str = ""
 
   def __post_init__(self):
+    unknown = sorted(set(self.quick_arms) - set(self.arms))
+    if unknown:
+      raise ValueError(f"claim {self.name!r}: quick_arms names unknown arms {unknown}")
     a, op, b = self.expect
     if op not in (">", "<") or a not in self.arms or b not in self.arms:
       raise ValueError(f"claim {self.name!r}: expect must be (arm, '>' or '<', arm) over arms "

@@ -63,3 +63,28 @@ register_claim(Claim(
     quick={**_QUICK, "eval.num_samples": 8}, quick_config="configs/claims_arith.py:cpu",
     notes="The second half (base >= RL at pass@256) is read from the pass@k curves of summary.json "
           "(its own verdict: the 'also' metrics at the largest k)."))
+
+register_claim(Claim(
+    name="ttrl_majority_vote",
+    paper="TTRL, arXiv 2504.16084 (catalog 4.4 claim 4; ETTRL / TraPO report the collapse)",
+    sentence="[recall] Majority-vote self-reward improves accuracy without any labels when the "
+             "model's majority answer is usually right; on a harder tier, where the majority is "
+             "mostly wrong, label accuracy and entropy collapse.",
+    config="configs/ttrl.py:arith",
+    # Two difficulty tiers of one task, made by stopping the careless warm start early or late
+    # (configs/claims_arith.py's sweep: 2000 steps pass@1 73%, maj ~80%; 400 steps pass@1 5.8%,
+    # maj@64 7.3%).
+    arms={"easy_sft2000": {"sft.steps": 2000}, "hard_sft400": {"sft.steps": 400}},
+    metric=Metric("train_change", "accuracy", window=10),
+    expect=("easy_sft2000", ">", "hard_sft400"),
+    also=(Metric("train_change", "label_accuracy/majority_vote", window=10),
+          Metric("train_change", "entropy", window=10),
+          Metric("train_last", "reward_accuracy", window=10),
+          Metric("eval", "greedy_accuracy")),
+    quick={"total_steps": 3, "eval.size": 16, "eval.num_samples": 4},
+    quick_arms={"easy_sft2000": {"sft.steps": 4}, "hard_sft400": {"sft.steps": 2}},
+    quick_config="configs/ttrl.py:cpu",
+    curves=("accuracy", "label_accuracy/majority_vote", "reward_accuracy", "entropy"),
+    notes="Ground-truth accuracy is logged, never rewarded: the reward is the vote alone. The "
+          "deciding metric is the change of training accuracy (first vs last 10 steps); the eval "
+          "greedy accuracy before / after is in each run's eval.json."))

@@ -221,6 +221,12 @@ class EpisodeContext:
           out_t = np.zeros((n, tok.shape[1]), np.float32)
         out_t[rows, :tok.shape[1]] = tok
     metrics = mean_metrics([p["metrics"] for p in parts])
+    if correctness and self.config.reward.correctness and any(
+        t["name"] in rewards_lib.LABEL_FREE for t in spec):
+      # TTRL's collapse detector: how often the label-free reward agrees with the ground truth
+      # (a sample counts as rewarded when its reward exceeds config.reward.label_free_threshold).
+      cut = float(getattr(self.config.reward, "label_free_threshold", 0.5))
+      metrics["reward_accuracy"] = float(np.mean((out_r > cut) == out_c))
     self.reward_metrics.append(metrics)
     return Scores(out_r, out_c, out_t, metrics)
 

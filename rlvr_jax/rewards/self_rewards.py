@@ -29,6 +29,11 @@ def majority_answers(answers: Sequence[str | None]) -> tuple[str | None, int]:
   return counts.most_common(1)[0]  # most_common is stable: first-seen wins a tie
 
 
+# Rewards computed without the gold answer: the trainer logs their agreement with the ground truth
+# ("reward_accuracy") when a correctness reward is configured (EpisodeContext.score).
+LABEL_FREE = frozenset({"majority_vote", "self_certainty", "neg_entropy", "mean_logp"})
+
+
 @register_reward("majority_vote")
 def majority_vote_reward(
     completions: Sequence[str],
@@ -36,6 +41,7 @@ def majority_vote_reward(
     *,
     group_size: int,
     extract: str = "auto",
+    hybrid: bool = False,
 ) -> RewardOutput:
   """TTRL (arXiv 2504.16084, sec. 3): per prompt, the pseudo-label is the majority answer of its G
   samples, y* = mode(ans(y_1..y_G)) over parseable answers, and r_i = 1[ans(y_i) = y*].
@@ -45,26 +51,40 @@ def majority_vote_reward(
   with N = 64 samples and trains on the first n = 32: sample G = N and subsample in the trainer.
   Metrics: ``label_accuracy`` (fraction of groups whose pseudo-label equals the gold answer, over
   rows that have a non-empty gold) and ``majority_ratio`` (mean count(y*) / G).
+
+  ``hybrid`` (TTRL's repository option; catalog 2.2): a group where some sample matches the gold
+  answer is rewarded against the gold (r_i = 1[ans(y_i) = gold]); only groups with no correct
+  sample fall back to the vote. It reads the gold, so it is semi-supervised, not label-free
+  (``hybrid_frac``: the fraction of groups rewarded against the gold).
   """
   n = len(completions)
   if group_size is None or group_size < 1 or n % group_size:
     raise RewardConfigError(f"group_size={group_size} does not divide {n} completions")
   answers = [normalize_answer(extract_answer(text, extract)) for text in completions]
   scores = np.zeros(n, np.float32)
-  hits, labelled, ratios = 0, 0, []
+  hits, labelled, ratios, gold_groups = 0, 0, [], 0
   for start in range(0, n, group_size):
     group = answers[start : start + group_size]
     label, count = majority_answers(group)
     ratios.append(count / group_size)
-    if label is not None:
-      scores[start : start + group_size] = [a == label for a in group]
     gold = str(examples[start].get("answer", "") or "")
+    gold_norm = normalize_answer(gold) if gold else None
+    if hybrid and gold_norm is None:
+      raise RewardConfigError(f"majority_vote(hybrid=True) needs the gold answer; example "
+                              f"{examples[start].get('id')!r} has none")
+    if hybrid and any(a == gold_norm for a in group):
+      scores[start : start + group_size] = [a == gold_norm for a in group]
+      gold_groups += 1
+    elif label is not None:
+      scores[start : start + group_size] = [a == label for a in group]
     if gold:
       labelled += 1
-      hits += label is not None and label == normalize_answer(gold)
+      hits += label is not None and label == gold_norm
   metrics = {"majority_ratio": float(np.mean(ratios)) if ratios else 0.0}
   if labelled:
     metrics["label_accuracy"] = hits / labelled
+  if hybrid:
+    metrics["hybrid_frac"] = gold_groups / max(1, n // group_size)
   return RewardOutput(scores, None, metrics)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rlvr_jax import episodes
+from rlvr_jax import rewards as rewards_lib
 from rlvr_jax.episodes import selection
 from rlvr_jax.episodes.context import EpisodeContext
 from rlvr_jax.episodes.record import RolloutRecord
@@ -149,3 +150,24 @@ def test_replay_fills_filler_groups_from_earlier_informative_groups():
   too_old = selection.BuilderContext(rng=np.random.default_rng(0), state=state, step=20)
   out3 = selection.replay(step2, ctx=too_old, max_age=8)
   assert not out3.valid[:2].any() and too_old.stats["replayed_groups"] == 0
+
+
+def test_score_logs_reward_accuracy_of_a_label_free_reward():
+  """TTRL's collapse detector, by hand. Group 0 answers 3, 3, 5, 3 (gold 5): the vote says 3, so
+  rewards 1, 1, 0, 1 against correctness 0, 0, 1, 0: no sample agrees. Group 1 answers 7, 7, 2, 9
+  (gold 7): rewards 1, 1, 0, 0 and correctness 1, 1, 0, 0: all agree. Reward accuracy 4 / 8."""
+  ctx = fake_context(FakeGenerate())
+  ctx.config.reward = types.SimpleNamespace(
+      terms=[dict(name="majority_vote", options=dict(extract="none"))], correctness="exact_match",
+      correctness_options=dict(extract="none"), threshold=1.0)
+  ctx.reward_spec = rewards_lib.parse_spec(ctx.config.reward.terms)
+  texts = ["3", "3", "5", "3", "7", "7", "2", "9"]
+  examples = [{"question": "q0", "answer": "5"}] * 4 + [{"question": "q1", "answer": "7"}] * 4
+  scores = ctx.score(texts, examples, group_ids=np.repeat([0, 1], 4))
+  np.testing.assert_array_equal(scores.rewards, [1, 1, 0, 1, 1, 1, 0, 0])
+  np.testing.assert_array_equal(scores.correct, [0, 0, 1, 0, 1, 1, 0, 0])
+  assert scores.metrics["reward_accuracy"] == 0.5
+  assert scores.metrics["label_accuracy/majority_vote"] == 0.5
+  ctx.config.reward.terms = [dict(name="exact_match", options=dict(extract="none"))]
+  ctx.reward_spec = rewards_lib.parse_spec(ctx.config.reward.terms)
+  assert "reward_accuracy" not in ctx.score(texts, examples, group_ids=np.repeat([0, 1], 4)).metrics

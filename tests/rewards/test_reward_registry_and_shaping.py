@@ -233,3 +233,22 @@ def test_composition_is_linear_in_weights(values, weight):
   scaled, _ = compute_rewards([{"name": "exact_match", "weight": weight}], completions, examples, group_size=1)
   np.testing.assert_allclose(scaled, np.float32(weight) * one, rtol=1e-6, atol=1e-6)
   np.testing.assert_array_equal(one, [float(v == 0) for v in values])
+
+
+def test_majority_vote_hybrid_uses_the_gold_only_where_a_sample_is_right():
+  """TTRL's hybrid mode by hand. Group 0 (gold 5) answers 3, 3, 5, 3: a sample is right, so the
+  rewards follow the gold: 0, 0, 1, 0. Group 1 (gold 8) answers 7, 7, 2, 9: none is right, so the
+  vote decides (7): 1, 1, 0, 0. One group of two used the gold."""
+  completions = ["3", "3", "5", "3", "7", "7", "2", "9"]
+  examples = [{"answer": "5"}] * 4 + [{"answer": "8"}] * 4
+  scores, metrics = compute_rewards(
+      [dict(name="majority_vote", options=dict(extract="none", hybrid=True))], completions,
+      examples, group_size=4)
+  np.testing.assert_array_equal(scores, [0, 0, 1, 0, 1, 1, 0, 0])
+  assert metrics["hybrid_frac/majority_vote"] == 0.5
+  plain, _ = compute_rewards([dict(name="majority_vote", options=dict(extract="none"))],
+                             completions, examples, group_size=4)
+  np.testing.assert_array_equal(plain, [1, 1, 0, 1, 1, 1, 0, 0])  # without hybrid: the vote
+  with pytest.raises(RewardConfigError, match="needs the gold"):
+    compute_rewards([dict(name="majority_vote", options=dict(hybrid=True))], ["1", "2"],
+                    [{"answer": ""}] * 2, group_size=2)
