@@ -566,13 +566,19 @@ def finish(env: Env, state: RunState, before: dict | None, train_time: float) ->
 def eval_options(cfg: Any, tokenizer: Any, prompt_fn) -> dict:
   """Keyword arguments of ``evaluator.evaluate`` from ``config.eval`` / ``config.reward``."""
   e = cfg.eval
+  steps = e.get("steps_reward")  # a task's step checker as a reward (1 = every step right)
+  steps_ok_fn = None
+  if steps:
+    steps_options = dict(e.get("steps_reward_options") or {})
+    steps_ok_fn = lambda texts, examples: evaluator.score(  # noqa: E731
+        texts, examples, reward=steps, reward_options=steps_options, threshold=1.0)
   return dict(prompt_fn=prompt_fn, max_new_tokens=int(cfg.rollout.max_new_tokens),
               num_samples=int(e.num_samples), temperature=float(e.temperature),
               top_p=float(e.top_p), ks=list(e.ks) if e.ks else None,
               reward=cfg.reward.correctness or "exact_match",
               reward_options=dict(cfg.reward.correctness_options or {}),
               threshold=float(cfg.reward.threshold), answer_extractor=cfg.reward.answer_extractor,
-              batch_size=int(e.batch_size))
+              batch_size=int(e.batch_size), steps_ok_fn=steps_ok_fn)
 
 
 def _eval_line(result: Mapping[str, Any]) -> str:

@@ -87,3 +87,17 @@ def test_careless_scratchpad_teacher_is_deterministic_with_the_asked_rates():
   assert 0.55 < wrong_rate < 0.65
   repeated = np.mean([len(t.split("\n")) - len(c.split("\n")) for t, c in zip(texts, collapsed)])
   assert 0.3 * 2.5 < repeated < 0.3 * 3.5  # ~0.3 extra lines per line, 3 lines per problem
+
+
+def test_eval_steps_reward_gives_the_evaluator_a_step_checker():
+  """config.eval.steps_reward names the checker; evaluate() then reports cot_pass@k."""
+  from configs import common
+  from rlvr_jax.training import loop
+  cfg = common.base()
+  cfg.eval.steps_reward = "scratchpad_steps"
+  cfg.eval.steps_reward_options = dict(prefix="Q: ")
+  check = loop.eval_options(cfg, None, None)["steps_ok_fn"]
+  examples = [{"question": "Q: 47 + 38", "answer": "85"}] * 2
+  np.testing.assert_array_equal(check(["7+8=15\n4+3+1=8\n=85", "7+8=15\n4+3=7\n=85"], examples),
+                                [True, False])
+  assert loop.eval_options(common.base(), None, None)["steps_ok_fn"] is None
