@@ -49,6 +49,9 @@ def base() -> ml_collections.ConfigDict:
   c.data.template = "plain"  # plain | r1 | chat (rlvr_jax.data.TEMPLATES)
   c.data.template_options = ml_collections.ConfigDict()
   c.data.max_prompt_len = 256  # tokens; longer prompts are counted and skipped
+  # Test-time RL (TTRL's setting): RL trains on the evaluation questions with their labels removed
+  # (label-free rewards only; training logs no accuracy); evaluation still scores with the labels.
+  c.data.test_time = False
 
   c.rollout = ml_collections.ConfigDict()
   c.rollout.prompts_per_step = 32  # P

@@ -25,11 +25,16 @@ Reproduction card
              mostly wrong, label accuracy and entropy collapse.
   measured:  see the README ledger ("Claims reproduced", ttrl_majority_vote).
 
-Not yet here (issue 13): the test-time data mode (training on the evaluation questions with their
-labels hidden; the held-out builder currently removes eval questions that also appear in training,
-so the full variant trains on --config.data.path and evaluates on a disjoint eval file), and answer
-comparison by math equivalence (answers are compared after normalize_answer: numbers canonicalised,
-strings exact).
+Test-time RL: the full variant sets config.data.test_time, so RL trains on the evaluation
+questions (--config.data.eval_path, e.g. AIME 2024) with answers and metadata removed before any
+reward or trainer code sees them, and evaluation scores the same questions against their labels.
+--config.data.path is still read (the tokenizer corpus and any warm start use it) and must not
+contain the evaluation questions (the held-out builder removes overlaps). Training logs no accuracy
+in that mode (no label in reach); label accuracy is read from the evaluations. The :arith claim
+regime trains on the training split instead (its claim compares difficulty tiers).
+
+Not yet here (issue 13): answer comparison by math equivalence (answers are compared after
+normalize_answer: numbers canonicalised, strings exact).
 
 Tags: [paper] printed in the paper as recalled for catalog.md; [recall] recalled, not re-checked
 offline; [this config] chosen here.
@@ -69,6 +74,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.total_steps = 80  # "episodes" on AIME 2024 [recall]
   common.hf_checkpoint(c)  # --config.model.path: Qwen2.5-Math-7B [paper]
   common.local_files(c, answer_format="plain")
+  c.data.test_time = True  # train on the test questions, labels removed [paper: test-time RL]
   c.data.max_prompt_len = 1024  # [this config]
   c.rollout.prompts_per_step = 32  # [this config]
   c.rollout.max_new_tokens = 3072  # [recall]
@@ -97,6 +103,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg == "cpu":
     c.reward.correctness = "reasoning_gym"
     common.cpu_variant(c)  # tiny model, chain_sum, 4 prompts x 4 samples
+    c.data.test_time = False  # cpu_variant evaluates nothing; tests switch it on with eval.size
     ttrl_reward(c, votes=c.rollout.num_samples, train_samples=2, extract="none")
     c.optim.warmup_steps = 0
   elif arg:

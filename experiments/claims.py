@@ -112,7 +112,11 @@ def check_same_config(workdir: str, cfg) -> None:
   with open(path) as f:
     old = _flat(json.load(f))
   new = _flat(json.loads(cfg.to_json_best_effort()))
-  diff = sorted(k for k in set(old) | set(new) if old.get(k, "<absent>") != new.get(k, "<absent>"))
+  # A field added to the configs since the old run, at its off value (None / False / empty), is
+  # not a difference: the old run behaved as if it had it.
+  added_off = {k for k in set(new) - set(old) if new[k] in (None, False, "", [], {})}
+  diff = sorted(k for k in (set(old) | set(new)) - added_off
+                if old.get(k, "<absent>") != new.get(k, "<absent>"))
   if diff:
     shown = ", ".join(f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}" for k in diff[:8])
     raise ValueError(f"{workdir} holds a run of a different config ({shown}"

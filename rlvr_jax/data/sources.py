@@ -176,6 +176,14 @@ class MixtureSource:
 # ----------------------------------------------------------------------------- builders
 
 
+def unlabelled_source(examples: Sequence[Mapping[str, Any]], name: str = "test-time") -> ListSource:
+    """The examples with their labels removed: ``answer`` "" and ``metadata`` {} (reasoning-gym
+    metadata can hold the solution); question, task and id are kept. Test-time RL trains on these
+    (``config.data.test_time``), so no reward or trainer code can read a gold answer."""
+    rows = [_example(ex["question"], "", {}, ex.get("task"), ex.get("id")) for ex in examples]
+    return ListSource(rows, name)
+
+
 def reasoning_gym_source(*, name: str, size: int, seed: int = 0,
                          kwargs: Mapping[str, Any] | None = None) -> ReasoningGymSource:
     """Any reasoning-gym dataset by name; ``kwargs`` go to its config class."""

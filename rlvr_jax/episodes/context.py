@@ -232,7 +232,8 @@ class EpisodeContext:
 
   def correct(self, texts: Sequence[str], examples: Sequence[Mapping]) -> np.ndarray:
     r = self.config.reward
-    if not r.correctness:
+    # Test-time RL: training examples carry no labels, so no correctness during training.
+    if not r.correctness or getattr(getattr(self.config, "data", None), "test_time", False):
       return np.zeros(len(texts), bool)
     return evaluator.score(texts, examples, reward=r.correctness,
                            reward_options=dict(r.correctness_options or {}),

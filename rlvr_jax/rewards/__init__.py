@@ -51,11 +51,12 @@ from rlvr_jax.rewards import scratchpad as _scratchpad  # noqa: F401  (registers
 from rlvr_jax.rewards import self_rewards as _self_rewards  # noqa: F401
 from rlvr_jax.rewards import shaping as _shaping  # noqa: F401
 from rlvr_jax.rewards import verifiers as _verifiers  # noqa: F401
-from rlvr_jax.rewards.self_rewards import LABEL_FREE, majority_answers
+from rlvr_jax.rewards.self_rewards import GOLD_FREE, LABEL_FREE, majority_answers
 from rlvr_jax.rewards.shaping import THINK_ANSWER, overlong_penalty
 
 __all__ = [
     "EXTRACTORS",
+    "GOLD_FREE",
     "LABEL_FREE",
     "REWARDS",
     "THINK_ANSWER",

@@ -32,6 +32,9 @@ def majority_answers(answers: Sequence[str | None]) -> tuple[str | None, int]:
 # Rewards computed without the gold answer: the trainer logs their agreement with the ground truth
 # ("reward_accuracy") when a correctness reward is configured (EpisodeContext.score).
 LABEL_FREE = frozenset({"majority_vote", "self_certainty", "neg_entropy", "mean_logp"})
+# Rewards that never read a gold answer (test-time RL accepts only these; majority_vote only
+# without ``hybrid``). A verifier that re-derives the answer from the question is not among them.
+GOLD_FREE = LABEL_FREE | {"format", "overlong"}
 
 
 @register_reward("majority_vote")

@@ -38,6 +38,7 @@ from rlvr_jax import algorithms
 from rlvr_jax import data as data_lib
 from rlvr_jax import episodes
 from rlvr_jax import models
+from rlvr_jax import rewards as rewards_lib
 from rlvr_jax.episodes import selection
 from rlvr_jax.episodes.record import RolloutRecord
 from rlvr_jax.eval import evaluator
@@ -135,6 +136,24 @@ def check_required(cfg: Any) -> None:
                        f"{section.get('source')} file")
 
 
+def check_test_time(cfg: Any) -> None:
+  """Test-time RL (``config.data.test_time``): refuses, naming it, any reward term that reads a
+  gold answer, and a run without evaluation questions to train on."""
+  if not cfg.data.get("test_time"):
+    return
+  if int(cfg.eval.size) <= 0:
+    raise ValueError("config.data.test_time trains on the evaluation questions: set "
+                     "config.eval.size > 0")
+  for term in rewards_lib.parse_spec(cfg.reward.terms):
+    if term["name"] not in rewards_lib.GOLD_FREE:
+      raise ValueError(f"config.data.test_time: reward term {term['label']!r} ({term['name']}) "
+                       f"reads gold answers; test-time rewards must be one of "
+                       f"{sorted(rewards_lib.GOLD_FREE)}")
+    if term["name"] == "majority_vote" and dict(term.get("options") or {}).get("hybrid"):
+      raise ValueError(f"config.data.test_time: reward term {term['label']!r} has hybrid=True, "
+                       "which rewards against the gold answer")
+
+
 def build_inputs(cfg: Any, workdir: str):
   """The run's training source, held-out examples, tokenizer, template and ``prompt_fn``.
 
@@ -143,6 +162,7 @@ def build_inputs(cfg: Any, workdir: str):
   prompt_fn)``; ``eval_examples`` is empty when ``config.eval.size`` is 0.
   """
   check_required(cfg)
+  check_test_time(cfg)
   train_source = data_lib.make_source(cfg.data.train)
   eval_examples = []
   if int(cfg.eval.size) > 0:
@@ -369,7 +389,11 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
   if num_prompts % jax.process_count():
     raise ValueError(f"config.rollout.prompts_per_step={num_prompts} must be a multiple of the "
                      f"number of processes ({jax.process_count()}): each loads an equal share")
-  it = data_lib.make_prompt_iterator(train_source, batch_size=num_prompts // jax.process_count(),
+  # Test-time RL trains on the evaluation questions with their labels removed (the warm start
+  # above still used the labelled training data); evaluation keeps the labels.
+  rl_source = (data_lib.unlabelled_source(eval_examples) if cfg.data.get("test_time")
+               else train_source)
+  it = data_lib.make_prompt_iterator(rl_source, batch_size=num_prompts // jax.process_count(),
                                      seed=cfg.seed, shard_index=jax.process_index(),
                                      shard_count=jax.process_count())
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),

@@ -68,3 +68,10 @@ def test_a_workdir_of_another_config_is_refused(tmp_path):
   changed = ml_collections.ConfigDict({"algo": {"num_minibatches": 1, "clip_high": 0.28}, "seed": 0})
   with pytest.raises(ValueError, match=r"algo.num_minibatches: 4 -> 1"):
     claims_exp.check_same_config(str(tmp_path), changed)
+  # A field added to the configs since, at its off value, is not a difference; switched on, it is.
+  grown = ml_collections.ConfigDict({"algo": {"num_minibatches": 4, "clip_high": 0.28}, "seed": 0,
+                                     "data": {"test_time": False}})
+  claims_exp.check_same_config(str(tmp_path), grown)
+  grown.data.test_time = True
+  with pytest.raises(ValueError, match=r"data.test_time: '<absent>' -> True"):
+    claims_exp.check_same_config(str(tmp_path), grown)
