@@ -29,6 +29,7 @@ import numpy as np
 from rlvr_jax import rewards as rewards_lib
 from rlvr_jax.episodes.record import RolloutRecord, group_index
 from rlvr_jax.eval import evaluator
+from rlvr_jax.eval import metrics as eval_metrics
 from rlvr_jax.parallel import multihost
 
 
@@ -221,12 +222,16 @@ class EpisodeContext:
           out_t = np.zeros((n, tok.shape[1]), np.float32)
         out_t[rows, :tok.shape[1]] = tok
     metrics = mean_metrics([p["metrics"] for p in parts])
-    if correctness and self.config.reward.correctness and any(
-        t["name"] in rewards_lib.LABEL_FREE for t in spec):
-      # TTRL's collapse detector: how often the label-free reward agrees with the ground truth
-      # (a sample counts as rewarded when its reward exceeds config.reward.label_free_threshold).
-      cut = float(getattr(self.config.reward, "label_free_threshold", 0.5))
-      metrics["reward_accuracy"] = float(np.mean((out_r > cut) == out_c))
+    names = {t["name"] for t in spec}
+    if correctness and self.config.reward.correctness and names & rewards_lib.LABEL_FREE:
+      if "majority_vote" in names:
+        # TTRL's collapse detector: how often the vote reward agrees with the ground truth (a
+        # sample counts as rewarded when its reward exceeds config.reward.label_free_threshold).
+        cut = float(getattr(self.config.reward, "label_free_threshold", 0.5))
+        metrics["reward_accuracy"] = float(np.mean((out_r > cut) == out_c))
+      if out_c.any() and not out_c.all():
+        # For any label-free reward: does it rank correct samples above incorrect ones?
+        metrics["reward_auroc"] = float(eval_metrics.auroc(out_r, out_c))
     self.reward_metrics.append(metrics)
     return Scores(out_r, out_c, out_t, metrics)
 

@@ -168,6 +168,9 @@ def test_score_logs_reward_accuracy_of_a_label_free_reward():
   np.testing.assert_array_equal(scores.correct, [0, 0, 1, 0, 1, 1, 0, 0])
   assert scores.metrics["reward_accuracy"] == 0.5
   assert scores.metrics["label_accuracy/majority_vote"] == 0.5
+  # AUROC of the rewards for correct vs incorrect: 3 correct (rewards 0, 1, 1) x 5 incorrect
+  # (1, 1, 1, 0, 0): pairs won 0 + 2 * 2 = 4, tied 1 * 2 + 2 * 3 = 8 (half each), of 15: 8 / 15.
+  assert scores.metrics["reward_auroc"] == pytest.approx(8 / 15)
   ctx.config.reward.terms = [dict(name="exact_match", options=dict(extract="none"))]
   ctx.reward_spec = rewards_lib.parse_spec(ctx.config.reward.terms)
   assert "reward_accuracy" not in ctx.score(texts, examples, group_ids=np.repeat([0, 1], 4)).metrics
