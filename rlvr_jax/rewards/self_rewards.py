@@ -53,7 +53,8 @@ def majority_vote_reward(
   code compares with its math grader). A group with no parseable answer scores 0. TTRL votes
   with N = 64 samples and trains on the first n = 32: sample G = N and subsample in the trainer.
   Metrics: ``label_accuracy`` (fraction of groups whose pseudo-label equals the gold answer, over
-  rows that have a non-empty gold) and ``majority_ratio`` (mean count(y*) / G).
+  rows that have a non-empty gold), ``majority_ratio`` (mean count(y*) / G), ``unparsed_frac``
+  (samples with no parseable answer) and ``no_vote_frac`` (groups where no sample parsed: all 0).
 
   ``hybrid`` (TTRL's repository option; catalog 2.2): a group where some sample matches the gold
   answer is rewarded against the gold (r_i = 1[ans(y_i) = gold]); only groups with no correct
@@ -83,7 +84,10 @@ def majority_vote_reward(
     if gold:
       labelled += 1
       hits += label is not None and label == gold_norm
-  metrics = {"majority_ratio": float(np.mean(ratios)) if ratios else 0.0}
+  metrics = {"majority_ratio": float(np.mean(ratios)) if ratios else 0.0,
+             # counted, not fatal: samples with no parseable answer, groups with nothing to vote on
+             "unparsed_frac": float(np.mean([a is None for a in answers])) if answers else 0.0,
+             "no_vote_frac": float(np.mean([r == 0 for r in ratios])) if ratios else 0.0}
   if labelled:
     metrics["label_accuracy"] = hits / labelled
   if hybrid:

@@ -252,3 +252,15 @@ def test_majority_vote_hybrid_uses_the_gold_only_where_a_sample_is_right():
   with pytest.raises(RewardConfigError, match="needs the gold"):
     compute_rewards([dict(name="majority_vote", options=dict(hybrid=True))], ["1", "2"],
                     [{"answer": ""}] * 2, group_size=2)
+
+
+def test_majority_vote_without_parseable_answers_scores_zero_and_is_counted():
+  # "auto" extraction finds no number in "abc" / "" / "xyz": group 0 has nothing to vote on (all 0);
+  # group 1 votes 4 from "4", "4", "x" (2 of 3 samples parse): 4 unparsed of 6.
+  completions = ["abc", "", "xyz", "4", "4", "x"]
+  scores, metrics = compute_rewards(["majority_vote"], completions, [{"answer": "4"}] * 6,
+                                    group_size=3)
+  np.testing.assert_array_equal(scores, [0, 0, 0, 1, 1, 0])
+  assert metrics["unparsed_frac/majority_vote"] == pytest.approx(4 / 6)
+  assert metrics["no_vote_frac/majority_vote"] == 0.5
+  assert metrics["reward_fail/majority_vote"] == 0.0  # not a failure: the documented reward
