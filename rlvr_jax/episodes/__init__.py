@@ -3,7 +3,8 @@
 * ``EPISODES`` (``register_episode``): ``fn(ctx, examples, prompts, counts, **options) ->
   RolloutRecord``; ``config.episode.name`` / ``.options``. Shipped: ``single_turn`` (GRPO family),
   ``two_turn`` (a second attempt conditioned on the first, SCoRe-style), ``two_seat_game`` (one
-  policy plays both seats of a text game, SPIRAL-style).
+  policy plays both seats of a text game, SPIRAL-style), ``cross_view`` (Co-Reward: two views of
+  each question, each rewarded by the other's majority answer).
 * `RolloutRecord` (record.py): one row per trained sequence, read by everything downstream.
 * `EpisodeContext` (context.py): sample (per-prompt counts, overrides, forced prefixes, behaviour
   log-probs), score (reward terms, token statistics), log-probs (current / reference policy).
@@ -12,7 +13,7 @@
 
 ``docs/adding_a_method.md`` shows how to add each kind with a 20-line example.
 """
-from rlvr_jax.episodes import single_turn, two_seat_game, two_turn  # noqa: F401  (registration)
+from rlvr_jax.episodes import cross_view, single_turn, two_seat_game, two_turn  # noqa: F401
 from rlvr_jax.episodes.context import EpisodeContext, Samples, Scores
 from rlvr_jax.episodes.record import RolloutRecord, group_index
 from rlvr_jax.episodes.registry import EPISODES, get_episode, register_episode
