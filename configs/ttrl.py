@@ -33,8 +33,8 @@ contain the evaluation questions (the held-out builder removes overlaps). Traini
 in that mode (no label in reach); label accuracy is read from the evaluations. The :arith claim
 regime trains on the training split instead (its claim compares difficulty tiers).
 
-Not yet here (issue 13): answer comparison by math equivalence (answers are compared after
-normalize_answer: numbers canonicalised, strings exact).
+Answers vote by math equivalence in the full variant (majority_vote equivalence="math":
+math-verify in the shared process pool); the tiny regimes compare bare integers as strings.
 
 Tags: [paper] printed in the paper as recalled for catalog.md; [recall] recalled, not re-checked
 offline; [this config] chosen here.
@@ -48,10 +48,11 @@ TRAIN_SAMPLES = 32  # n of them used for training [recall: catalog 2.2]
 
 
 def ttrl_reward(c: ml_collections.ConfigDict, *, votes: int, train_samples: int,
-                extract: str) -> None:
+                extract: str, equivalence: str = "string") -> None:
   """Majority vote over ``votes`` samples, training on ``train_samples`` of them."""
   c.rollout.num_samples = votes
-  c.reward.terms = [dict(name="majority_vote", weight=1.0, options=dict(extract=extract))]
+  c.reward.terms = [dict(name="majority_vote", weight=1.0,
+                         options=dict(extract=extract, equivalence=equivalence))]
   c.reward.label_free_threshold = 0.5  # reward_accuracy: a vote reward of 1 counts as "rewarded"
   c.batch.builders = ("vote_subsample",)
   c.batch.builder_options = ml_collections.ConfigDict(dict(
@@ -80,7 +81,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.rollout.max_new_tokens = 3072  # [recall]
   c.rollout.temperature = 1.0  # [recall]
   c.rollout.top_p = 1.0
-  ttrl_reward(c, votes=VOTES, train_samples=TRAIN_SAMPLES, extract="auto")
+  # Answers vote together when math-verify finds them equal [paper: TTRL votes with its grader].
+  ttrl_reward(c, votes=VOTES, train_samples=TRAIN_SAMPLES, extract="auto", equivalence="math")
   c.reward.correctness = "math_verify"  # diagnostics only: label / reward accuracy, eval
   c.reward.threshold = 1.0
   c.algo.advantage = "grpo"  # [paper]

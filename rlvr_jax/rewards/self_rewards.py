@@ -45,6 +45,9 @@ def majority_vote_reward(
     group_size: int,
     extract: str = "auto",
     hybrid: bool = False,
+    equivalence: str = "string",
+    max_distinct: int = 16,
+    timeout: float = 5.0,
 ) -> RewardOutput:
   """TTRL (arXiv 2504.16084, sec. 3): per prompt, the pseudo-label is the majority answer of its G
   samples, y* = mode(ans(y_1..y_G)) over parseable answers, and r_i = 1[ans(y_i) = y*].
@@ -56,6 +59,11 @@ def majority_vote_reward(
   rows that have a non-empty gold), ``majority_ratio`` (mean count(y*) / G), ``unparsed_frac``
   (samples with no parseable answer) and ``no_vote_frac`` (groups where no sample parsed: all 0).
 
+  ``equivalence="math"``: answers that math-verify finds equal (``1/2`` and ``0.5``, ``\\frac{1}{2}``)
+  vote together, as TTRL's grader does; the ``max_distinct`` most frequent distinct answers of a
+  group are compared pairwise in the shared math-verify pool (``timeout`` seconds per pair; a pair
+  that times out or fails counts as different, ``equivalence_timeout``), the rest by string.
+
   ``hybrid`` (TTRL's repository option; catalog 2.2): a group where some sample matches the gold
   answer is rewarded against the gold (r_i = 1[ans(y_i) = gold]); only groups with no correct
   sample fall back to the vote. It reads the gold, so it is semi-supervised, not label-free
@@ -64,7 +72,12 @@ def majority_vote_reward(
   n = len(completions)
   if group_size is None or group_size < 1 or n % group_size:
     raise RewardConfigError(f"group_size={group_size} does not divide {n} completions")
+  if equivalence not in ("string", "math"):
+    raise RewardConfigError(f"majority_vote equivalence={equivalence!r}; choose 'string' or 'math'")
   answers = [normalize_answer(extract_answer(text, extract)) for text in completions]
+  eq_timeouts = 0
+  if equivalence == "math":
+    answers, eq_timeouts = _merge_equivalent(answers, group_size, max_distinct, timeout)
   scores = np.zeros(n, np.float32)
   hits, labelled, ratios, gold_groups = 0, 0, [], 0
   for start in range(0, n, group_size):
@@ -92,7 +105,44 @@ def majority_vote_reward(
     metrics["label_accuracy"] = hits / labelled
   if hybrid:
     metrics["hybrid_frac"] = gold_groups / max(1, n // group_size)
+  if equivalence == "math":
+    metrics["equivalence_timeout"] = float(eq_timeouts)
   return RewardOutput(scores, None, metrics)
+
+
+def _merge_equivalent(answers: list[str | None], group_size: int, max_distinct: int,
+                      timeout: float) -> tuple[list[str | None], int]:
+  """Rewrites each answer to the first-seen member of its math-equivalence class, per group."""
+  from rlvr_jax.rewards import pool as pool_lib  # pylint: disable=import-outside-toplevel
+  from rlvr_jax.rewards import verifiers  # pylint: disable=import-outside-toplevel
+  pairs: dict[tuple[str, str, bool], list[int]] = {}
+  groups = []
+  for start in range(0, len(answers), group_size):
+    counts = collections.Counter(a for a in answers[start:start + group_size] if a is not None)
+    distinct = [a for a, _ in counts.most_common(max(0, int(max_distinct)))]
+    groups.append(distinct)
+    for i, a in enumerate(distinct):
+      for b in distinct[i + 1:]:
+        pairs.setdefault((a, b, True), []).append(len(groups) - 1)
+  equal: set[tuple[str, str]] = set()
+  timeouts = 0
+  if pairs:
+    pool = pool_lib.get_pool("math_verify", initializer=verifiers._init_math_worker)  # pylint: disable=protected-access
+    keys = list(pairs)
+    for key, (status, value) in zip(keys, pool.map(verifiers.math_verify_task, keys,
+                                                   timeout=timeout)):
+      if status == "ok" and value:
+        equal.add(key[:2])
+      elif status != "ok":
+        timeouts += 1
+  out = list(answers)
+  for g, distinct in enumerate(groups):
+    rep = {}
+    for i, a in enumerate(distinct):  # most frequent first: the first equal earlier one represents
+      rep[a] = next((rep[b] for b in distinct[:i] if (b, a) in equal), a)
+    start = g * group_size
+    out[start:start + group_size] = [rep.get(a, a) for a in answers[start:start + group_size]]
+  return out, timeouts
 
 
 def _masked_mean(token_stats: Mapping[str, np.ndarray] | None, key: str, reward: str) -> np.ndarray:

@@ -264,3 +264,20 @@ def test_majority_vote_without_parseable_answers_scores_zero_and_is_counted():
   assert metrics["unparsed_frac/majority_vote"] == pytest.approx(4 / 6)
   assert metrics["no_vote_frac/majority_vote"] == 0.5
   assert metrics["reward_fail/majority_vote"] == 0.0  # not a failure: the documented reward
+
+
+def test_majority_vote_math_equivalence_merges_equal_answers():
+  """Answers 1/2, 0.5, 0.5, 3, 3, 3 (gold 0.5): by string, 3 wins (3 votes against 2 and 1); by
+  math equivalence 1/2 is rewritten to 0.5, so the class {1/2, 0.5} has 3 votes and ties 3; ties go
+  to the answer seen first, 0.5 (sample 0), which is the gold."""
+  completions = ["1/2", "0.5", "0.5", "3", "3", "3"]
+  examples = [{"answer": "0.5"}] * 6
+  by_string, _ = compute_rewards([dict(name="majority_vote", options=dict(extract="none"))],
+                                 completions, examples, group_size=6)
+  np.testing.assert_array_equal(by_string, [0, 0, 0, 1, 1, 1])
+  by_math, metrics = compute_rewards(
+      [dict(name="majority_vote", options=dict(extract="none", equivalence="math"))],
+      completions, examples, group_size=6)
+  np.testing.assert_array_equal(by_math, [1, 1, 1, 0, 0, 0])
+  assert metrics["label_accuracy/majority_vote"] == 1.0
+  assert metrics["equivalence_timeout/majority_vote"] == 0.0
