@@ -54,6 +54,8 @@ def scratchpad_rewards(c: ml_collections.ConfigDict) -> None:
   c.reward.correctness = "exact_match"
   c.reward.correctness_options = ml_collections.ConfigDict(answer)
   c.reward.answer_extractor = "scratchpad"
+  c.eval.steps_reward = "scratchpad_steps"  # cot_pass@k: answer and every step right
+  c.eval.steps_reward_options = ml_collections.ConfigDict(dict(prefix=common.CHAIN_SUM_PREFIX))
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -145,6 +145,9 @@ def base() -> ml_collections.ConfigDict:
   c.eval.batch_size = 256  # rows per sampler call
   c.eval.every = 0  # steps between quick greedy evals (0: off)
   c.eval.every_size = 200
+  # A task's step checker, as a reward name (1 = every step right): adds cot_pass@k to evaluations.
+  c.eval.steps_reward = config_dict.placeholder(str)
+  c.eval.steps_reward_options = ml_collections.ConfigDict()
 
   c.train = ml_collections.ConfigDict()
   c.train.logprob_impl = config_dict.placeholder(str)  # None: best for the backend
