@@ -142,7 +142,6 @@ def lm_head_variants(model, rows: int, repeats: int) -> dict[str, float]:
 
 
 def bench_rlvr(config, prompt_len: int, new: int, repeats: int, components: bool) -> list[dict]:
-  import jax
   from flax import nnx
   from rlvr_jax.models import Transformer
   from rlvr_jax.sampling import generate
@@ -165,7 +164,6 @@ def bench_rlvr(config, prompt_len: int, new: int, repeats: int, components: bool
       row["parts_s"] = component_times(model, rows, prompt_len + new, max(3, repeats))
     rows_out.append(row)
     print("#", json.dumps(row), flush=True)
-  del jax
   return rows_out
 
 

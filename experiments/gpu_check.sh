@@ -2,8 +2,9 @@
 # One prepared GPU session (issue 18): install, the `gpu` tests, the kernel / decode / step benchmarks.
 #
 # Usage, from the repository root of a checkout on a CUDA machine:
-#   bash experiments/gpu_check.sh [STAGES]      # STAGES: comma list of install,tests,logprob,decode,step; also: wheels (the
-#   offline --no-deps wheel install alone), lmhead (unembedding forms)
+#   bash experiments/gpu_check.sh [STAGES]
+# STAGES is a comma list; default install,tests,logprob,decode,step. Also available: wheels (the
+# offline --no-deps wheel install alone) and lmhead (timings of the unembedding forms).
 # Logs go to $OUT (default ./gpu_logs), one file per stage, plus summary.txt with each stage's exit
 # status and duration. Every stage has its own time limit (seconds, env STAGE_LIMIT_<name>) and a
 # failing stage does not stop the next one.
