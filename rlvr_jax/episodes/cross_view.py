@@ -10,7 +10,9 @@ each view; each view's pseudo-label is the majority answer of the *other* view's
 form group p and view-2 rows group P + p (role id 1), so group-baseline advantages (GRPO) stay
 inside each view, as in the paper. No reward term and no gold answer is used for the reward; the
 gold, when the rows have one, only feeds the logged diagnostics: ``label_accuracy_view1/2`` (the
-pseudo-labels against the gold), ``cross_view_agreement`` (y*(x) = y*(x')) and ``accuracy_view1/2``.
+pseudo-labels against the gold; ``label_accuracy`` over both), ``reward_accuracy`` (reward 1 exactly
+when the sample is correct, both views), ``cross_view_agreement`` (y*(x) = y*(x')) and
+``accuracy_view1/2``.
 
 Second views come from ``REPHRASERS`` by name: ``field`` (a column of the data rows holding the
 rewritten question, e.g. the paper's offline rewrites; a row without it is an error naming the
@@ -117,8 +119,17 @@ def cross_view(ctx: EpisodeContext, examples: Sequence[Mapping], prompts: Sequen
              for rec, r, c in zip(records, (r1, r2), correct)]
   golds = [rewards_lib.normalize_answer(str(ex.get("answer") or "")) for ex in examples]
   if all(golds):
-    ctx.log("label_accuracy_view1", np.mean([l == g for l, g in zip(labels1, golds)]))
-    ctx.log("label_accuracy_view2", np.mean([l == g for l, g in zip(labels2, golds)]))
+    hits1 = [l == g for l, g in zip(labels1, golds)]
+    hits2 = [l == g for l, g in zip(labels2, golds)]
+    ctx.log("label_accuracy_view1", np.mean(hits1))
+    ctx.log("label_accuracy_view2", np.mean(hits2))
+    ctx.log("label_accuracy", np.mean(hits1 + hits2))  # the key TTRL's runs log too
+  if ctx.config.reward.correctness and not getattr(getattr(ctx.config, "data", None), "test_time",
+                                                   False):
+    # TTRL's collapse detector: does the cross-view reward agree with the ground truth?
+    rewarded = np.concatenate([r1.reshape(-1), r2.reshape(-1)]) > 0.5
+    ctx.log("reward_accuracy", np.mean(rewarded == np.concatenate([np.asarray(c, bool)
+                                                                   for c in correct])))
   ctx.log("cross_view_agreement", np.mean([l1 is not None and l1 == l2
                                            for l1, l2 in zip(labels1, labels2)]))
   ctx.log("accuracy_view1", records[0].correct.mean())
