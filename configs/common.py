@@ -52,6 +52,12 @@ def base() -> ml_collections.ConfigDict:
   # Test-time RL (TTRL's setting): RL trains on the evaluation questions with their labels removed
   # (label-free rewards only; training logs no accuracy); evaluation still scores with the labels.
   c.data.test_time = False
+  # Semi-supervised RL (TraPO): this fraction of the training rows is labelled (``labelled``
+  # True), the rest is not; None: rows as they are.
+  c.data.labelled_fraction = config_dict.placeholder(float)
+  # RL trains on the first rl_size training rows (several epochs over a small pool); the warm start
+  # and the held-out split use the whole source. None: all rows.
+  c.data.rl_size = config_dict.placeholder(int)
 
   c.rollout = ml_collections.ConfigDict()
   c.rollout.prompts_per_step = 32  # P

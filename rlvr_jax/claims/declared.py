@@ -120,3 +120,29 @@ register_claim(Claim(
     notes="Ground truth is logged, never rewarded. Both arms train on 16 rollouts per question; "
           "the second view is the commuted expression (b + a for a + b), the procedural rephraser "
           "of configs/co_reward.py:arith."))
+
+register_claim(Claim(
+    name="trapo_semi_supervised",
+    paper="TraPO, arXiv 2512.13106 (catalog 4.4 claim 6)",
+    sentence="[abstract] A small labelled set stabilises self-rewarded RL: with 10% of the labels "
+             "and trajectory-similarity selection of unlabelled prompts, accuracy is at least that "
+             "of majority-vote RL on all prompts unlabelled, and close to full supervision.",
+    config="configs/trapo.py:arith",
+    # One RL pool of 320 prompts, 10 epochs. The TTRL arm is the same reward with no labels (the
+    # strict vote on every prompt, no selection); the two supervised arms bound TraPO from above
+    # (all 320 labelled) and isolate the selection (only the 32 labelled prompts ever trained).
+    arms={"ttrl_unlabelled": {"data.labelled_fraction": 0.0, "batch.builders": ()},
+          "trapo_10pct": {},
+          "labelled_10pct_only": {"batch.builder_options.trajectory_select.warmup": 10**6},
+          "supervised_100pct": {"data.labelled_fraction": 1.0, "batch.builders": ()}},
+    metric=Metric("eval", "pass@1"),
+    expect=("trapo_10pct", ">", "ttrl_unlabelled"),
+    also=(Metric("eval", "greedy_accuracy"), Metric("eval", "pass@16"),
+          Metric("train_last", "accuracy", window=10),
+          Metric("train_last", "valid_group_frac", window=10)),
+    quick={"total_steps": 3, "eval.size": 16, "eval.num_samples": 4},
+    quick_config="configs/trapo.py:cpu",
+    curves=("accuracy", "label_accuracy", "batch/trajectory_select/selected_frac",
+            "batch/trajectory_select/selected_label_accuracy"),
+    notes="Deciding metric: held-out sampled pass@1 after training (300 problems x 16 samples). "
+          "'Close to full supervision' is read from the supervised_100pct arm's numbers."))

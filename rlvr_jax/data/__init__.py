@@ -11,14 +11,15 @@ Public API::
 from rlvr_jax.data.heldout import SEED_OFFSET, derive_eval_config, make_eval_source
 from rlvr_jax.data.pipeline import make_eval_iterator, make_prompt_dataset, make_prompt_iterator
 from rlvr_jax.data.rows import gsm8k_answer, last_boxed, normalize_question
-from rlvr_jax.data.sources import (SOURCES, ListSource, MixtureSource, ReasoningGymSource,
-                                   unlabelled_source,
+from rlvr_jax.data.sources import (SOURCES, LabelledSplitSource, ListSource, MixtureSource,
+                                   ReasoningGymSource, SubsetSource, unlabelled_source,
                                    make_source)
 from rlvr_jax.data.templates import (R1_ZERO_TEMPLATE, TEMPLATES, apply_template, make_template,
                                      render_prompt)
 
 __all__ = [
-    "unlabelled_source", "SEED_OFFSET", "SOURCES", "TEMPLATES", "R1_ZERO_TEMPLATE", "ListSource", "MixtureSource",
+    "unlabelled_source", "SEED_OFFSET", "SOURCES", "TEMPLATES", "R1_ZERO_TEMPLATE", "LabelledSplitSource", "SubsetSource",
+    "ListSource", "MixtureSource",
     "ReasoningGymSource", "apply_template", "derive_eval_config", "gsm8k_answer", "last_boxed",
     "make_eval_iterator", "make_eval_source", "make_prompt_dataset", "make_prompt_iterator",
     "make_source", "make_template", "normalize_question", "render_prompt",

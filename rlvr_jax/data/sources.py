@@ -184,6 +184,67 @@ def unlabelled_source(examples: Sequence[Mapping[str, Any]], name: str = "test-t
     return ListSource(rows, name)
 
 
+class SubsetSource:
+    """The first ``size`` rows of a source (``config.data.rl_size``: RL on a small pool, visited
+    for several epochs, while the warm start uses the whole source)."""
+
+    def __init__(self, source, size: int):
+        if not 1 <= int(size) <= len(source):
+            raise ValueError(f"config.data.rl_size={size}: need 1 <= rl_size <= {len(source)} (the "
+                             f"rows of {getattr(source, 'name', type(source).__name__)})")
+        self._source = source
+        self._size = int(size)
+        self.name = f"{getattr(source, 'name', type(source).__name__)}[:{self._size}]"
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if not 0 <= index < self._size:
+            raise IndexError(index)
+        return self._source[index]
+
+    def __repr__(self) -> str:
+        return f"SubsetSource({self.name})"
+
+
+class LabelledSplitSource:
+    """A source whose rows carry ``labelled`` (bool): a fixed, seeded ``fraction`` of the rows is
+    labelled, the rest is not (TraPO's semi-supervised split, ``config.data.labelled_fraction``).
+
+    Unlabelled rows keep their ``answer`` for the logged diagnostics (accuracy, label accuracy);
+    rewards that honour the flag (``trapo``) never read it. Rows that already have a ``labelled``
+    field (a column of a data file) keep it."""
+
+    def __init__(self, source, fraction: float, seed: int = 0):
+        fraction = float(fraction)
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"config.data.labelled_fraction={fraction}: need a value in [0, 1]")
+        n = len(source)
+        order = np.random.default_rng([int(seed), 7331]).permutation(n)
+        self._labelled = np.zeros(n, bool)
+        self._labelled[order[:int(round(fraction * n))]] = True
+        self._source = source
+        self.fraction = fraction
+        self.name = f"{getattr(source, 'name', type(source).__name__)}[labelled {fraction:.3g}]"
+
+    @property
+    def num_labelled(self) -> int:
+        return int(self._labelled.sum())
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict:
+        row = dict(self._source[int(index)])
+        row.setdefault("labelled", bool(self._labelled[int(index)]))
+        return row
+
+    def __repr__(self) -> str:
+        return f"LabelledSplitSource({self.name}, len={len(self)}, labelled={self.num_labelled})"
+
+
 def reasoning_gym_source(*, name: str, size: int, seed: int = 0,
                          kwargs: Mapping[str, Any] | None = None) -> ReasoningGymSource:
     """Any reasoning-gym dataset by name; ``kwargs`` go to its config class."""

@@ -229,12 +229,12 @@ class EpisodeContext:
         # sample counts as rewarded when its reward exceeds config.reward.label_free_threshold).
         cut = float(getattr(self.config.reward, "label_free_threshold", 0.5))
         metrics["reward_accuracy"] = float(np.mean((out_r > cut) == out_c))
-        votes = [k for k in metrics if k.startswith("label_accuracy/")]
-        if len(votes) == 1:  # one key for every label-free method (cross_view logs it too)
-          metrics["label_accuracy"] = metrics[votes[0]]
       if out_c.any() and not out_c.all():
         # For any label-free reward: does it rank correct samples above incorrect ones?
         metrics["reward_auroc"] = float(eval_metrics.auroc(out_r, out_c))
+    votes = [k for k in metrics if k.startswith("label_accuracy/")]
+    if len(votes) == 1:  # one key for every pseudo-labelling method (cross_view logs it too)
+      metrics["label_accuracy"] = metrics[votes[0]]
     self.reward_metrics.append(metrics)
     return Scores(out_r, out_c, out_t, metrics)
 

@@ -180,6 +180,108 @@ def vote_subsample(record: RolloutRecord, *, ctx: BuilderContext, n: int,
   return record.select(keep)
 
 
+def zscore_rows(x: np.ndarray) -> np.ndarray:
+  """Each row minus its mean over its std (n - 1 in the denominator, + 1e-8: TraPO's code)."""
+  x = np.asarray(x, np.float64)
+  std = x.std(axis=-1, ddof=1, keepdims=True) if x.shape[-1] > 1 else np.zeros_like(x[..., :1])
+  return (x - x.mean(axis=-1, keepdims=True)) / (std + 1e-8)
+
+
+def trajectory_similarity(query: np.ndarray, database: np.ndarray,
+                          aggregate: str = "mean") -> np.ndarray:
+  """TraPO's reliability score of unlabelled prompts (arXiv 2512.13106; code
+  ``_compute_trajectory_cosine``): every trajectory (pass rate per visit, over time) is z-scored,
+  the cosine similarity of each query [Q, L] to each database trajectory [D, L] is taken
+  (0 for an all-constant trajectory) and aggregated over the database by ``mean`` or ``max`` -> [Q].
+  """
+  if aggregate not in ("mean", "max"):
+    raise ValueError(f"trajectory similarity aggregate={aggregate!r}; choose 'mean' or 'max'")
+  q, d = zscore_rows(query), zscore_rows(database)
+  norms = np.linalg.norm(d, axis=-1)[:, None] * np.linalg.norm(q, axis=-1)[None, :]
+  cos = (d @ q.T) / np.maximum(norms, 1e-8)  # [D, Q]
+  return cos.mean(axis=0) if aggregate == "mean" else cos.max(axis=0)
+
+
+@register_builder("trajectory_select")
+def trajectory_select(record: RolloutRecord, *, ctx: BuilderContext, warmup: int = 8,
+                      topk: float = 0.1, threshold: float = 0.4, aggregate: str = "mean",
+                      update_db: bool = False) -> RolloutRecord:
+  """TraPO's selection of unlabelled prompts (arXiv 2512.13106; code semi_ray_trainer.py).
+
+  Every visit of a prompt appends its group's mean reward to the prompt's trajectory (the
+  verifier's pass rate for a labelled prompt, the share of samples agreeing with the vote for an
+  unlabelled one; kept in the builder state, so it survives a resume). The database is the
+  labelled prompts' trajectories (plus, with ``update_db``, those of unlabelled prompts selected
+  before), cut to their shortest length L. Until L >= ``warmup`` visits (the code counts epochs:
+  each prompt is visited once per epoch) only labelled groups are trained. Then each unlabelled
+  group of the batch is scored by ``trajectory_similarity`` of its first L rates against the
+  database, and kept if it is in the top ``topk`` fraction of the batch's unlabelled groups (at
+  least one when ``topk`` > 0, as the code) or its score is >= ``threshold``; the rest are marked
+  invalid (weight 0; with ``config.batch.max_gen_batches`` = 1 nothing is resampled, as the paper).
+  Rows need the ``labelled`` flag (``config.data.labelled_fraction``). A query seen fewer than L
+  times is compared over its own length (the code raises instead); fewer than 2 visits score 0.
+  """
+  if int(warmup) < 0 or not 0.0 <= float(topk) <= 1.0:
+    raise ValueError(f"trajectory_select: warmup={warmup} must be >= 0 and topk={topk} in [0, 1]")
+  if aggregate not in ("mean", "max"):
+    raise ValueError(f"trajectory_select aggregate={aggregate!r}; choose 'mean' or 'max'")
+  if record.examples is None or any(ex is None or "labelled" not in ex for ex in record.examples):
+    raise ValueError("trajectory_select needs rows with a 'labelled' flag: set "
+                     "config.data.labelled_fraction")
+  label_traj = ctx.state.setdefault("label_traj", {})
+  unlabel_traj = ctx.state.setdefault("unlabel_traj", {})
+  extra_db = ctx.state.setdefault("db_unlabelled", {})
+  dense, _ = group_index(record.group_ids)
+  groups = []  # (rows, key, labelled)
+  for g in range(dense.max(initial=-1) + 1):
+    rows = np.flatnonzero(dense == g)
+    ex = record.examples[rows[0]]
+    key = example_key(ex)
+    table = label_traj if ex["labelled"] else unlabel_traj
+    table.setdefault(key, []).append(float(np.mean(record.rewards[rows])))
+    groups.append((rows, key, bool(ex["labelled"])))
+  database = list(label_traj.values()) + (list(extra_db.values()) if update_db else [])
+  length = min((len(t) for t in database), default=0)
+  unlabelled = [(rows, key) for rows, key, lab in groups if not lab]
+  valid = record.valid.copy()
+  warming = length < max(int(warmup), 2)
+  ctx.stats.update(warmup=float(warming), db_size=float(len(database)), db_len=float(length),
+                   unlabelled_groups=float(len(unlabelled)))
+  if not unlabelled:
+    return record
+  if warming:
+    for rows, _ in unlabelled:
+      valid[rows] = False
+    ctx.stats["selected_frac"] = 0.0
+    return record.replace(valid=valid)
+  db = np.asarray([t[:length] for t in database], np.float64)
+  sims = np.zeros(len(unlabelled))
+  for j, (_, key) in enumerate(unlabelled):
+    traj = unlabel_traj[key][:length]
+    if len(traj) >= 2:
+      sims[j] = trajectory_similarity(np.asarray([traj]), db[:, :len(traj)], aggregate)[0]
+  k = max(1, int(len(unlabelled) * float(topk))) if float(topk) > 0 else 0
+  chosen = set(np.argsort(-sims, kind="stable")[:k].tolist()) | set(
+      np.flatnonzero(sims >= float(threshold)).tolist())
+  right = []  # is the group's pseudo-label the gold answer? (diagnostics only)
+  for j, (rows, key) in enumerate(unlabelled):
+    right.append(bool(np.any((record.rewards[rows] > 0.5) & record.correct[rows])))
+    if j in chosen:
+      if update_db:
+        extra_db[key] = list(unlabel_traj[key])
+    else:
+      valid[rows] = False
+  picked = np.array([j in chosen for j in range(len(unlabelled))])
+  right = np.array(right)
+  ctx.stats.update(
+      selected_frac=float(picked.mean()),
+      selected_similarity=float(sims[picked].mean()) if picked.any() else 0.0,
+      rejected_similarity=float(sims[~picked].mean()) if (~picked).any() else 0.0,
+      selected_label_accuracy=float(right[picked].mean()) if picked.any() else 0.0,
+      rejected_label_accuracy=float(right[~picked].mean()) if (~picked).any() else 0.0)
+  return record.replace(valid=valid)
+
+
 def _group_to_json(record: RolloutRecord, step: int) -> dict:
   return {"step": int(step), "prompts": [p.tolist() for p in record.prompts],
           "completions": record.completions.tolist(), "lengths": record.lengths.tolist(),

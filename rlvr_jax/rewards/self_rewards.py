@@ -1,4 +1,5 @@
-"""Label-free rewards: majority vote over the group (TTRL) and policy-confidence rewards (Intuitor).
+"""Label-free rewards: majority vote over the group (TTRL), TraPO's semi-supervised vote, and
+policy-confidence rewards (Intuitor).
 
 The confidence rewards read per-token statistics the trainer computes on device
 (``rlvr_jax.algorithms.token_stats``) and passes as ``token_stats``, numpy arrays [N, T]:
@@ -107,6 +108,74 @@ def majority_vote_reward(
     metrics["hybrid_frac"] = gold_groups / max(1, n // group_size)
   if equivalence == "math":
     metrics["equivalence_timeout"] = float(eq_timeouts)
+  return RewardOutput(scores, None, metrics)
+
+
+def strict_majority(answers: Sequence[str | None]) -> tuple[str | None, int]:
+  """The most common non-None answer when no other answer ties it, else (None, count): TraPO's
+  code gives a group whose top count is shared no pseudo-label."""
+  counts = collections.Counter(a for a in answers if a is not None).most_common(2)
+  if not counts or (len(counts) == 2 and counts[0][1] == counts[1][1]):
+    return None, counts[0][1] if counts else 0
+  return counts[0]
+
+
+@register_reward("trapo")
+def trapo_reward(
+    completions: Sequence[str],
+    examples: Sequence[Mapping],
+    *,
+    group_size: int,
+    verifier: str = "math_verify",
+    verifier_options: Mapping | None = None,
+    extract: str = "auto",
+    strict: bool = True,
+) -> RewardOutput:
+  """TraPO's semi-supervised reward (arXiv 2512.13106; code semi_ray_trainer.py, catalog 2.2).
+
+  A row with ``labelled`` True is scored by the ``verifier`` reward against its gold answer. A row
+  with ``labelled`` False is scored by the vote of its group: r_i = 1[ans(y_i) = y*], y* the
+  majority answer; with ``strict`` (the code's rule) a tie for the top count gives no pseudo-label
+  and every sample of the group 0. Unlabelled rows' gold answers are never read for the reward;
+  they feed only the metrics ``label_accuracy`` (pseudo-labels of unlabelled groups that equal the
+  gold, over groups that have one) and ``labelled_frac`` (labelled groups / groups).
+  Rows need the ``labelled`` flag (``config.data.labelled_fraction`` adds it).
+  """
+  from rlvr_jax.rewards.registry import REWARDS  # pylint: disable=import-outside-toplevel
+  n = len(completions)
+  if group_size is None or group_size < 1 or n % group_size:
+    raise RewardConfigError(f"group_size={group_size} does not divide {n} completions")
+  if verifier not in REWARDS or verifier in ("trapo", *LABEL_FREE):
+    raise RewardConfigError(f"trapo verifier={verifier!r}: name a gold-answer reward (e.g. "
+                            f"'math_verify', 'exact_match', 'reasoning_gym')")
+  missing = [ex.get("id") for ex in examples if "labelled" not in ex]
+  if missing:
+    raise RewardConfigError(f"trapo needs a 'labelled' flag on every row (set "
+                            f"config.data.labelled_fraction); rows without it: {missing[:3]}")
+  labelled = np.array([bool(ex["labelled"]) for ex in examples])
+  scores = np.zeros(n, np.float32)
+  rows = np.flatnonzero(labelled)
+  if len(rows):
+    out = REWARDS[verifier]([completions[i] for i in rows], [examples[i] for i in rows],
+                            **dict(verifier_options or {}))
+    scores[rows] = np.asarray(out.scores if isinstance(out, RewardOutput) else out, np.float32)
+  vote = strict_majority if strict else majority_answers
+  hits, graded, groups = 0, 0, n // group_size
+  for start in range(0, n, group_size):
+    if labelled[start]:
+      continue
+    answers = [normalize_answer(extract_answer(t, extract))
+               for t in completions[start:start + group_size]]
+    label, _ = vote(answers)
+    if label is not None:
+      scores[start:start + group_size] = [a == label for a in answers]
+    gold = str(examples[start].get("answer", "") or "")  # diagnostics only
+    if gold:
+      graded += 1
+      hits += label is not None and label == normalize_answer(gold)
+  metrics = {"labelled_frac": float(labelled[::group_size].mean()) if groups else 0.0}
+  if graded:
+    metrics["label_accuracy"] = hits / graded
   return RewardOutput(scores, None, metrics)
 
 

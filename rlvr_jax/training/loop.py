@@ -154,6 +154,19 @@ def check_test_time(cfg: Any) -> None:
                        "which rewards against the gold answer")
 
 
+def check_semi_supervised(cfg: Any) -> None:
+  """The ``trapo`` reward and the ``trajectory_select`` builder read each row's ``labelled`` flag,
+  which ``config.data.labelled_fraction`` adds: refuse, naming the term, a run without it."""
+  if cfg.data.get("labelled_fraction") is not None:
+    return
+  users = [f"reward term {t['label']!r}" for t in rewards_lib.parse_spec(cfg.reward.terms)
+           if t["name"] == "trapo"]
+  users += [f"batch builder {b!r}" for b in (cfg.batch.builders or ()) if b == "trajectory_select"]
+  if users:
+    raise ValueError(f"{' and '.join(users)} need(s) labelled / unlabelled rows: set "
+                     "config.data.labelled_fraction (e.g. 0.1)")
+
+
 def build_inputs(cfg: Any, workdir: str):
   """The run's training source, held-out examples, tokenizer, template and ``prompt_fn``.
 
@@ -163,6 +176,7 @@ def build_inputs(cfg: Any, workdir: str):
   """
   check_required(cfg)
   check_test_time(cfg)
+  check_semi_supervised(cfg)
   train_source = data_lib.make_source(cfg.data.train)
   eval_examples = []
   if int(cfg.eval.size) > 0:
@@ -393,6 +407,11 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
   # above still used the labelled training data); evaluation keeps the labels.
   rl_source = (data_lib.unlabelled_source(eval_examples) if cfg.data.get("test_time")
                else train_source)
+  if cfg.data.get("rl_size"):  # RL on the first rl_size rows (the warm start above used them all)
+    rl_source = data_lib.SubsetSource(rl_source, int(cfg.data.rl_size))
+  if cfg.data.get("labelled_fraction") is not None:  # TraPO: a labelled subset, the rest unlabelled
+    rl_source = data_lib.LabelledSplitSource(rl_source, cfg.data.labelled_fraction,
+                                             seed=int(cfg.data.train.get("seed") or 0))
   it = data_lib.make_prompt_iterator(rl_source, batch_size=num_prompts // jax.process_count(),
                                      seed=cfg.seed, shard_index=jax.process_index(),
                                      shard_count=jax.process_count())
