@@ -104,11 +104,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.checkpoint.every = 50
   if arg == "cpu":
     c.reward.correctness = "reasoning_gym"
-    common.cpu_variant(c, steps=5)
-    c.data.rl_size = 8  # two steps per epoch: selection starts at step 5, the third epoch
+    common.cpu_variant(c)
+    c.data.rl_size = 4  # one step per epoch: step 2 already selects
     c.data.labelled_fraction = 0.5
     trapo(c, verifier="exact_match", verifier_options=dict(extract="none"), extract="none",
-          warmup=1)
+          warmup=2)
   elif arg:
     raise ValueError(f"configs/trapo.py: unknown argument {arg!r}; use no argument, 'cpu' or "
                      "'arith'")

@@ -232,7 +232,8 @@ def plot_curves(claim, results: dict, path: str) -> None:
       curves = []
       for seed in res["seeds"].values():
         rows = _read_rows(seed["workdir"])
-        curves.append([r.get(key) if isinstance(r.get(key), (int, float)) else np.nan for r in rows])
+        col = key if any(key in r for r in rows) else f"episode/{key}"  # as Metric.value
+        curves.append([r.get(col) if isinstance(r.get(col), (int, float)) else np.nan for r in rows])
       if not curves or not min(len(c) for c in curves):
         continue
       n = min(len(c) for c in curves)

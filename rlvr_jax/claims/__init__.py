@@ -23,7 +23,8 @@ METRIC_KINDS = ("train_last", "train_change", "eval")
 @dataclasses.dataclass(frozen=True)
 class Metric:
   """``kind``: ``train_last`` (mean of metrics.jsonl column ``key`` over the last ``window`` steps),
-  ``train_change`` (that mean minus the mean over the first ``window`` steps) or ``eval`` (the
+  ``train_change`` (that mean minus the mean over the first ``window`` steps; a key an episode
+  logs as ``episode/<key>`` is found by its bare name) or ``eval`` (the
   final eval.json entry ``key`` of ``after``, e.g. ``pass@8``; ``before`` with ``stage``)."""
 
   kind: str
@@ -47,7 +48,10 @@ class Metric:
       if self.key not in stage:
         raise KeyError(f"eval.json has no {self.stage}[{self.key!r}]; keys: {sorted(stage)}")
       return float(stage[self.key])
-    values = [float(r[self.key]) for r in rows if isinstance(r.get(self.key), (int, float))]
+    key = self.key
+    if not any(key in r for r in rows) and any(f"episode/{key}" in r for r in rows):
+      key = f"episode/{key}"  # an episode's statistic (e.g. cross_view's label_accuracy)
+    values = [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]
     if not values:
       raise KeyError(f"metrics.jsonl has no numeric column {self.key!r}")
     last = float(np.mean(values[-self.window:]))

@@ -17,6 +17,8 @@ def test_metric_values_and_verdicts_by_hand():
   assert claims_lib.Metric("train_last", "entropy", window=2).value(rows, {}) == 8.5
   assert claims_lib.Metric("train_change", "entropy", window=2).value(rows, {}) == 8.0
   assert claims_lib.Metric("eval", "pass@8").value([], {"after": {"pass@8": 0.75}}) == 0.75
+  episode_rows = [{"step": 1, "episode/label_accuracy": 0.25}, {"step": 2, "episode/label_accuracy": 0.75}]
+  assert claims_lib.Metric("train_last", "label_accuracy", window=2).value(episode_rows, {}) == 0.5
   with pytest.raises(KeyError, match="pass@9"):
     claims_lib.Metric("eval", "pass@9").value([], {"after": {"pass@8": 0.75}})
   claim = claims_lib.get_claim("dapo_clip_higher")
