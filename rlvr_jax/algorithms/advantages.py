@@ -337,3 +337,47 @@ def role_baseline(rewards, *, group_ids, roles, state, decay: float = 0.95):
       adv[rows] = ret - b
       base[key] = decay * b + (1.0 - decay) * ret
   return AdvantageOutput(adv, {f"baseline_role{k}": float(v) for k, v in sorted(base.items())})
+
+
+@register_advantage("entropy_reshaped")
+def entropy_reshaped(rewards, *, group_ids, seq_logp, lengths, alpha: float = 1.0,
+                     w_min: float = 0.5, w_max: float = 2.0, std_ddof: int = 1,
+                     eps: float = 1e-6):
+  """ETTRL's entropy-based advantage reshaping, EAR (arXiv 2508.11356), as read from its abstract
+  ("entropy-based advantage reshaping" against the over-confidence of early pseudo-labels); the
+  paper's equation was not available offline, so this is the inferred form:
+
+      A_i = GRPO advantage of r_i in its group (mean / std, ``std_ddof``),
+      h_i = -seq_logp_i / |y_i|   (mean surprisal of the sampled tokens under the sampler: a
+                                   one-sample estimate of the response's token entropy),
+      w_i = clip((h_i / mean_{j in group} h_j) ** alpha, w_min, w_max),   A'_i = w_i A_i.
+
+  Confident (low-entropy) responses get smaller updates in either direction, exploratory ones
+  larger, so the majority's confident answers are not sharpened as fast. ``alpha`` = 0 is GRPO.
+  Groups with one sample or equal rewards get 0. Metrics: ``weight_mean`` and ``weight_pos``
+  (the mean weight of rows with a positive advantage).
+  """
+  if not 0.0 < float(w_min) <= 1.0 <= float(w_max):
+    raise ValueError(f"entropy_reshaped: need 0 < w_min={w_min} <= 1 <= w_max={w_max}")
+  if float(alpha) < 0:
+    raise ValueError(f"entropy_reshaped alpha={alpha}: need alpha >= 0")
+  rewards = np.asarray(rewards, np.float64)
+  group_ids = np.asarray(group_ids)
+  h = -np.asarray(seq_logp, np.float64) / np.maximum(np.asarray(lengths, np.float64), 1.0)
+  adv = np.zeros_like(rewards)
+  weight = np.ones_like(rewards)
+  for g in np.unique(group_ids):
+    rows = np.flatnonzero(group_ids == g)
+    r = rewards[rows]
+    if len(rows) < 2 or np.ptp(r) == 0:
+      continue
+    std = r.std(ddof=min(int(std_ddof), len(rows) - 1))
+    adv[rows] = (r - r.mean()) / (std + eps)
+    mean_h = h[rows].mean()
+    if mean_h > 0:
+      weight[rows] = np.clip((np.maximum(h[rows], 0.0) / mean_h) ** float(alpha),
+                             float(w_min), float(w_max))
+  out = (adv * weight).astype(np.float32)
+  pos = adv > 0
+  return AdvantageOutput(out, {"weight_mean": float(weight.mean()),
+                               "weight_pos": float(weight[pos].mean()) if pos.any() else 1.0})

@@ -117,9 +117,17 @@ class EpisodeContext:
   def sample(self, prompts: Sequence[Sequence[int]], *, num_samples: int | None = None,
              counts: Sequence[int] | None = None, unit: int | None = None,
              forced_prefix: Sequence[Sequence[int]] | None = None, seed: int | None = None,
-             **overrides) -> Samples:
+             policy: str = "current", **overrides) -> Samples:
     """Samples continuations of ``prompts`` (see the module docstring). ``num_samples`` (default
-    the config's G) applies to every prompt unless ``counts`` gives one count per prompt."""
+    the config's G) applies to every prompt unless ``counts`` gives one count per prompt.
+    ``policy="reference"`` samples from the frozen reference policy (an episode that does so sets
+    ``needs_reference = True`` on its function, so the trainer keeps one)."""
+    if policy not in ("current", "reference"):
+      raise ValueError(f"sample: policy={policy!r}; choose 'current' or 'reference'")
+    params = self.params if policy == "current" else self.ref_params
+    if params is None:
+      raise ValueError("sample(policy='reference'): this run keeps no reference policy (set "
+                       "needs_reference = True on the episode or config.algo.kl_coef > 0)")
     g = int(self.config.rollout.num_samples) if num_samples is None else int(num_samples)
     counts = [g] * len(prompts) if counts is None else [int(c) for c in counts]
     if len(counts) != len(prompts):
@@ -141,7 +149,7 @@ class EpisodeContext:
       call_prompts += [list(prompt) + (prefixes[p] if prefixes is not None else [])] * n
     if not call_prompts:
       raise ValueError("sample: every rollout count is 0")
-    out = self._generate(self.params, call_prompts, num_samples=unit, seed=seed, **options)
+    out = self._generate(params, call_prompts, num_samples=unit, seed=seed, **options)
     keep, index, first = [], [], 0
     for p, n in enumerate(copies):
       rows = [(first + j) * unit + s for j in range(n) for s in range(unit)][:counts[p]]

@@ -32,7 +32,8 @@ def majority_answers(answers: Sequence[str | None]) -> tuple[str | None, int]:
 
 # Rewards computed without the gold answer: the trainer logs their agreement with the ground truth
 # ("reward_accuracy") when a correctness reward is configured (EpisodeContext.score).
-LABEL_FREE = frozenset({"majority_vote", "self_certainty", "neg_entropy", "mean_logp"})
+LABEL_FREE = frozenset({"majority_vote", "consensus", "self_certainty", "neg_entropy",
+                        "mean_logp"})
 # Rewards that never read a gold answer (test-time RL accepts only these; majority_vote only
 # without ``hybrid``). A verifier that re-derives the answer from the question is not among them.
 GOLD_FREE = LABEL_FREE | {"format", "overlong"}
@@ -108,6 +109,53 @@ def majority_vote_reward(
     metrics["hybrid_frac"] = gold_groups / max(1, n // group_size)
   if equivalence == "math":
     metrics["equivalence_timeout"] = float(eq_timeouts)
+  return RewardOutput(scores, None, metrics)
+
+
+@register_reward("consensus")
+def consensus_reward(
+    completions: Sequence[str],
+    examples: Sequence[Mapping],
+    *,
+    group_size: int,
+    extract: str = "auto",
+    choices: Sequence[str] | None = None,
+) -> RewardOutput:
+  """KnowRL's consensus reward (Oct 2025; catalog 1.1, from the abstract: "stability of
+  self-knowledge assessment is reinforced through internal agreement") [inferred from abstract]:
+  a sample is rewarded by the share of the *other* samples of its group that give the same answer,
+
+      r_i = (#{j != i : ans(y_j) = ans(y_i)}) / (G - 1),   0 when ans(y_i) is unparsed.
+
+  Unlike the 0/1 majority vote, every answer shared by several samples earns something, in
+  proportion to its support. ``choices`` (e.g. ``["feasible", "infeasible"]``, compared after
+  normalisation) restricts the answers that count; others are unparsed. Metrics: ``agreement``
+  (mean r), ``unparsed_frac``, and ``label_accuracy`` (the group's most common answer against the
+  gold, over groups that have one; diagnostics only, the reward never reads the gold).
+  """
+  n = len(completions)
+  if group_size is None or group_size < 2 or n % group_size:
+    raise RewardConfigError(f"consensus needs groups of >= 2 samples; group_size={group_size} "
+                            f"for {n} completions")
+  allowed = None if choices is None else {normalize_answer(c) for c in choices}
+  answers = [normalize_answer(extract_answer(t, extract)) for t in completions]
+  if allowed is not None:
+    answers = [a if a in allowed else None for a in answers]
+  scores = np.zeros(n, np.float32)
+  hits, graded = 0, 0
+  for start in range(0, n, group_size):
+    group = answers[start:start + group_size]
+    counts = collections.Counter(a for a in group if a is not None)
+    scores[start:start + group_size] = [
+        (counts[a] - 1) / (group_size - 1) if a is not None else 0.0 for a in group]
+    gold = str(examples[start].get("answer", "") or "")
+    if gold:
+      graded += 1
+      hits += majority_answers(group)[0] == normalize_answer(gold)
+  metrics = {"agreement": float(scores.mean()) if n else 0.0,
+             "unparsed_frac": float(np.mean([a is None for a in answers])) if n else 0.0}
+  if graded:
+    metrics["label_accuracy"] = hits / graded
   return RewardOutput(scores, None, metrics)
 
 

@@ -336,7 +336,8 @@ def plugins(cfg: Any) -> dict:
       track_prompt_stats=not uniform or bool(cfg.batch.track_prompt_stats),
       max_gen_batches=int(cfg.batch.max_gen_batches) if filters else 1, spec=spec,
       row_fields=frozenset(row_fields),
-      needs_ref=float(algo.kl_coef) > 0.0 or "ref_logp" in row_fields)
+      needs_ref=(float(algo.kl_coef) > 0.0 or "ref_logp" in row_fields
+                 or bool(getattr(episode, "needs_reference", False))))
 
 
 def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> tuple[Env, RunState]:

@@ -73,3 +73,32 @@ def test_max_logprob_matches_the_materialised_softmax():
   logp = jnp.take_along_axis(logp_all, targets[:, None], axis=1)[:, 0]
   got = algorithms.max_logprob_from_logp(hidden, weight, targets, logp, 0.7, block_vocab=7)
   np.testing.assert_allclose(got, logp_all.max(-1), atol=1e-5)  # 23 = 3 tiles of 7 + a rest of 2
+
+
+def test_entropy_reshaped_ear_by_hand():
+  # One group of 4: rewards [1, 1, 0, 0] -> GRPO A = +-0.5 / std(ddof 1) = +-0.5 / 0.57735 = +-0.866.
+  # Mean surprisal h = -seq_logp / len: [0.5, 1.5, 1.0, 1.0] (mean 1.0) -> weights (alpha 1)
+  # [0.5, 1.5, 1.0, 1.0]; the confident correct answer moves half as much as the uncertain one.
+  r = np.array([1.0, 1.0, 0.0, 0.0], np.float32)
+  side = dict(seq_logp=np.array([-1.0, -3.0, -2.0, -4.0]), lengths=np.array([2, 2, 2, 4]))
+  adv, metrics = algorithms.estimate("entropy_reshaped", r, group_ids=np.zeros(4, np.int32),
+                                     rectangular=4, side=side, options={})
+  a = 0.5 / np.std([1, 1, 0, 0], ddof=1)
+  np.testing.assert_allclose(adv, [0.5 * a, 1.5 * a, -a, -a], rtol=1e-5)
+  assert metrics["weight_pos"] == pytest.approx(1.0)  # (0.5 + 1.5) / 2
+  # alpha = 0 is GRPO; the clip bounds the weights; an equal-reward group gets 0.
+  grpo, _ = algorithms.estimate("grpo", r, group_ids=np.zeros(4, np.int32), rectangular=4,
+                                side={}, options={})
+  same, _ = algorithms.estimate("entropy_reshaped", r, group_ids=np.zeros(4, np.int32),
+                                rectangular=4, side=side, options={"alpha": 0.0})
+  np.testing.assert_allclose(same, grpo, rtol=1e-5)
+  clipped, _ = algorithms.estimate("entropy_reshaped", r, group_ids=np.zeros(4, np.int32),
+                                   rectangular=4, side=side, options={"alpha": 4.0})
+  np.testing.assert_allclose(clipped[:2], [0.5 * a, 2.0 * a], rtol=1e-5)  # 0.0625 -> 0.5, 5.06 -> 2
+  flat, _ = algorithms.estimate("entropy_reshaped", np.ones(4, np.float32),
+                                group_ids=np.zeros(4, np.int32), rectangular=4, side=side,
+                                options={})
+  np.testing.assert_array_equal(flat, 0.0)
+  with pytest.raises(ValueError, match="w_min=1.5"):
+    algorithms.estimate("entropy_reshaped", r, group_ids=np.zeros(4, np.int32), rectangular=4,
+                        side=side, options={"w_min": 1.5})
