@@ -20,17 +20,26 @@ Reproduction card
              cores.
   expected:  small accuracy gains early in training while entropy falls; the catalog's tiny-scale
              claim (4.4 #7) adds possible reward hacking (short or repetitive confident outputs).
-  measured:  none yet (the :cpu variant is a 2-step smoke test); the claim is not yet run.
+  measured:  see the README ledger ("Claims reproduced", intuitor_self_certainty; tiny regime
+             configs/intuitor.py:arith).
 
 Tags: [paper] printed in the paper as recalled for catalog.md; [recall] recalled, not re-checked
 offline; [this config] chosen here.
 """
 import ml_collections
 
-from configs import common
+from configs import claims_arith, common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  if arg == "arith":  # the tiny regime of configs/claims_arith.py, the gold reward replaced
+    c = claims_arith.get_config(None)  # warm start 1000 SFT steps: pass@1 22.9% [claims_arith]
+    c.reward.terms = [dict(name="self_certainty", weight=1.0)]  # the only reward [paper]
+    c.batch.builders = ()
+    c.checkpoint.every = 0
+    c.eval.num_samples = 16  # [this config]
+    return c
+
   c = common.base()
   c.seed = 0
   c.total_steps = 200  # [this config]
@@ -68,5 +77,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.reward.terms = [dict(name="self_certainty", weight=1.0)]  # cpu_variant keeps it; be explicit
     c.optim.warmup_steps = 0
   elif arg:
-    raise ValueError(f"configs/intuitor.py: unknown argument {arg!r}; use no argument or 'cpu'")
+    raise ValueError(f"configs/intuitor.py: unknown argument {arg!r}; use no argument, 'cpu' or "
+                     "'arith'")
   return c

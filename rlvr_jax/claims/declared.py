@@ -146,3 +146,30 @@ register_claim(Claim(
             "batch/trajectory_select/selected_label_accuracy"),
     notes="Deciding metric: held-out sampled pass@1 after training (300 problems x 16 samples). "
           "'Close to full supervision' is read from the supervised_100pct arm's numbers."))
+
+register_claim(Claim(
+    name="intuitor_self_certainty",
+    paper="Intuitor, arXiv 2505.19590 (catalog 4.4 claim 7)",
+    sentence="[recall] With the policy's self-certainty as the only reward, accuracy gains a little "
+             "early while entropy falls; trained longer, the reward is hacked by confident outputs "
+             "(shorter or repetitive) rather than correct ones.",
+    config="configs/intuitor.py:arith",
+    arms={"intuitor": {},
+          "gold_reward": {"reward.terms": [{"name": "exact_match", "weight": 1.0,
+                                            "options": {"extract": "none"}}]}},
+    # Entropy falls faster under the self-certainty reward than under the gold reward.
+    metric=Metric("train_change", "entropy", window=10),
+    expect=("gold_reward", ">", "intuitor"),
+    also=(Metric("train_change", "accuracy", window=10),
+          Metric("train_change", "response_len", window=10),
+          Metric("train_last", "reward_auroc", window=10),
+          Metric("eval", "greedy_accuracy"), Metric("eval", "pass@1"), Metric("eval", "pass@16")),
+    quick={"total_steps": 3, "eval.size": 16, "eval.num_samples": 4},
+    quick_arms={"gold_reward": {"reward.terms": [{"name": "exact_match",
+                                                  "options": {"extract": "none"}}]}},
+    quick_config="configs/intuitor.py:cpu",
+    curves=("accuracy", "entropy", "response_len", "reward_mean"),
+    notes="The gold-reward arm is the reference (the same regime trained on exact match). Early "
+          "gains and hacking are read from the curves (accuracy up first, then down while the "
+          "self-certainty reward keeps rising); reward_auroc says whether self-certainty still "
+          "ranks correct samples above incorrect ones."))
