@@ -29,8 +29,10 @@ Test-time RL: the full variant sets config.data.test_time, so RL trains on the e
 questions (--config.data.eval_path, e.g. AIME 2024) with answers and metadata removed before any
 reward or trainer code sees them, and evaluation scores the same questions against their labels.
 --config.data.path is still read (the tokenizer corpus and any warm start use it) and must not
-contain the evaluation questions (the held-out builder removes overlaps). Training logs no accuracy
-in that mode (no label in reach); label accuracy is read from the evaluations. The :arith claim
+contain the evaluation questions (the held-out builder removes overlaps). The episode and the
+rewards see no label in that mode; after the rewards are fixed the trainer looks the rows up in
+the labelled evaluation set and logs audit/label_accuracy, audit/reward_accuracy and
+audit/accuracy every step (rlvr_jax/training/collect.py::audit_test_time). The :arith claim
 regime trains on the training split instead (its claim compares difficulty tiers).
 
 Answers vote by math equivalence in the full variant (majority_vote equivalence="math":

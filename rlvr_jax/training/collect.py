@@ -51,6 +51,39 @@ def next_examples(env: Any, counters: dict) -> tuple[list[dict], list[list[int]]
   return multihost.gather_rows(examples), multihost.gather_rows(prompts)
 
 
+def audit_test_time(env: Any, ctx: context_lib.EpisodeContext, record: RolloutRecord) -> dict:
+  """Test-time RL's collapse detectors, computed outside the reward path.
+
+  In ``config.data.test_time`` the rows the episode and the rewards see carry no label. After the
+  rewards are fixed, this looks the rows up (by ``example_key``) in the labelled evaluation
+  examples the trainer holds for evaluation, and returns ``audit/accuracy`` (samples correct),
+  ``audit/reward_accuracy`` (reward > ``config.reward.label_free_threshold`` exactly when correct)
+  and ``audit/label_accuracy`` (groups whose rewarded samples are correct: for a vote reward, the
+  pseudo-label equals the gold). Nothing here feeds back into rewards or training. Empty when no
+  correctness check is configured or a row has no labelled counterpart.
+  """
+  r = env.cfg.reward
+  if not r.correctness or record.examples is None:
+    return {}
+  if env.audit_gold is None:
+    env.audit_gold = {selection.example_key(ex): ex for ex in env.eval_examples}
+  gold = [env.audit_gold.get(selection.example_key(ex)) for ex in record.examples]
+  if any(g is None for g in gold):
+    return {}
+  from rlvr_jax.eval import evaluator  # pylint: disable=import-outside-toplevel
+  texts = ctx.decode(record.completions, record.lengths)
+  correct = np.asarray(evaluator.score(texts, gold, reward=r.correctness,
+                                       reward_options=dict(r.correctness_options or {}),
+                                       threshold=float(r.threshold)), bool)
+  rewarded = np.asarray(record.rewards) > float(r.get("label_free_threshold", 0.5))
+  dense, _ = group_index(record.group_ids)
+  groups = range(int(dense.max(initial=-1)) + 1)
+  return {"audit/accuracy": float(correct.mean()),
+          "audit/reward_accuracy": float(np.mean(rewarded == correct)),
+          "audit/label_accuracy": float(np.mean([np.any((rewarded & correct)[dense == g])
+                                                 for g in groups]))}
+
+
 def make_context(env: Any, state: Any, rng: np.random.Generator) -> context_lib.EpisodeContext:
   return context_lib.EpisodeContext(
       config=env.cfg, tokenizer=env.tokenizer, prompt_fn=env.prompt_fn, params=state.params,
@@ -77,6 +110,7 @@ def collect(env: Any, state: Any, rng: np.random.Generator) -> tuple[RolloutReco
       prompt_stats=bctx.prompt_stats) for name, _, _ in env.builders}
   kept: list[RolloutRecord] = []
   dropped: list[RolloutRecord] = []
+  audits: list[dict] = []
   target = None
   sampled = zero = batches = 0
   while target is None or (batches < env.max_gen_batches and len(kept) < target):
@@ -89,6 +123,8 @@ def collect(env: Any, state: Any, rng: np.random.Generator) -> tuple[RolloutReco
     if not isinstance(record, RolloutRecord):
       raise TypeError(f"episode {env.cfg.episode.name!r} returned {type(record).__name__}, not a "
                       "RolloutRecord")
+    if env.cfg.data.get("test_time"):
+      audits.append(audit_test_time(env, ctx, record))
     spread_free = selection.group_spread(record, "reward")  # [N] per row: its group's flag
     first_rows = np.unique(record.group_ids, return_index=True)[1]
     sampled += len(first_rows)
@@ -115,6 +151,7 @@ def collect(env: Any, state: Any, rng: np.random.Generator) -> tuple[RolloutReco
            "valid_group_frac": len(kept[:target]) / target, "gen_tokens": ctx.gen_tokens}
   stats.update(context_lib.sum_metrics(multihost.allgather_object(counters)))
   stats.update(context_lib.mean_metrics(ctx.reward_metrics))
+  stats.update(context_lib.mean_metrics(audits))
   stats.update({f"episode/{k}": v for k, v in ctx.stats.items()})
   for name, bc in builder_ctx.items():
     stats.update({f"batch/{name}/{k}": float(v) for k, v in bc.stats.items()})

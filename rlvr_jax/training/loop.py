@@ -248,6 +248,7 @@ class Env:
   row_fields: frozenset = frozenset()
   needs_ref: bool = False
   eval_kwargs: dict = dataclasses.field(default_factory=dict)
+  audit_gold: dict | None = None  # test-time RL: labelled eval rows by key, for audit metrics only
 
   @property
   def num_prompts(self) -> int:

@@ -61,3 +61,37 @@ def test_no_gold_answer_reaches_the_reward_and_training_trains_on_eval_questions
   assert {ex["question"] for ex in seen} <= {ex["question"] for ex in eval_examples}
   assert all(ex["answer"] for ex in eval_examples)  # evaluation keeps the labels
   assert "greedy_accuracy" in summary["after"] and summary["after"]["num_problems"] == 4
+  # The collapse detectors are still logged every step, computed after the rewards from the
+  # labelled evaluation rows (the spy above shows the reward itself never saw a label).
+  rows = helpers.read_metrics(tmp_path)
+  for row in rows:
+    for key in ("audit/accuracy", "audit/reward_accuracy", "audit/label_accuracy"):
+      assert 0.0 <= row[key] <= 1.0, (key, row)
+
+
+def test_audit_metrics_by_hand():
+  import types  # pylint: disable=import-outside-toplevel
+
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  from rlvr_jax.episodes.record import RolloutRecord  # pylint: disable=import-outside-toplevel
+  from rlvr_jax.training import collect  # pylint: disable=import-outside-toplevel
+  cfg = ml_collections.ConfigDict(dict(reward=dict(
+      correctness="exact_match", correctness_options=dict(extract="none"), threshold=1.0,
+      label_free_threshold=0.5)))
+  env = types.SimpleNamespace(cfg=cfg, audit_gold=None, eval_examples=[
+      {"id": "a", "question": "1+2", "answer": "3", "metadata": {}},
+      {"id": "b", "question": "2+2", "answer": "4", "metadata": {}}])
+  texts = ["3", "3", "5", "5", "5", "4"]  # group a: vote 3 (right); group b: vote 5 (wrong)
+  ctx = types.SimpleNamespace(decode=lambda tokens, lengths: texts)
+  unlabelled = [{"id": "a", "question": "1+2", "answer": ""}] * 3 + \
+               [{"id": "b", "question": "2+2", "answer": ""}] * 3
+  record = RolloutRecord(prompts=[[1]] * 6, completions=np.ones((6, 2), np.int32),
+                         lengths=np.full(6, 2), group_ids=[0, 0, 0, 1, 1, 1],
+                         rewards=[1, 1, 0, 1, 1, 0], examples=unlabelled)
+  out = collect.audit_test_time(env, ctx, record)
+  assert out["audit/accuracy"] == 3 / 6  # 3, 3 and 4 are right
+  assert out["audit/label_accuracy"] == 0.5  # group a's rewarded answer is right, b's is not
+  # reward == correct on rows: a: T T T; b: F F F (rewarded wrong 5s, unrewarded right 4)
+  assert out["audit/reward_accuracy"] == 0.5
