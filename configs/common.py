@@ -50,7 +50,8 @@ def base() -> ml_collections.ConfigDict:
   c.data.template_options = ml_collections.ConfigDict()
   c.data.max_prompt_len = 256  # tokens; longer prompts are counted and skipped
   # Test-time RL (TTRL's setting): RL trains on the evaluation questions with their labels removed
-  # (label-free rewards only; training logs no accuracy); evaluation still scores with the labels.
+  # (label-free rewards only; audit/* metrics check them against the eval labels afterwards);
+  # evaluation still scores with the labels.
   c.data.test_time = False
   # Semi-supervised RL (TraPO): this fraction of the training rows is labelled (``labelled``
   # True), the rest is not; None: rows as they are.
