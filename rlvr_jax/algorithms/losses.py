@@ -87,6 +87,9 @@ def check_loss_options(name: str, options: Mapping[str, object]) -> dict:
   if unknown:
     raise ValueError(f"config.algo.loss_options: loss {name!r} got unknown options {unknown}; it "
                      f"accepts {valid} (clip_low / clip_high / dual_clip are config.algo keys)")
+  check = getattr(POLICY_LOSSES[name], "check", None)
+  if check is not None:  # value ranges, named (a loss sets fn.check = f(**options))
+    check(**options)
   return options
 
 
@@ -136,6 +139,62 @@ def ppo_clip(logp, old_logp, advantages, mask, *, clip_low=0.2, clip_high=0.2, d
   ratio = _ratio(logp - old_logp)  # [N, T]
   loss, stats = _clip_pg(ratio, advantages, clip_low, clip_high, dual_clip)
   return loss, {**stats, "ratio": ratio}
+
+
+def _check_forking(*, rho: float = 0.2, keep: str = "top", normalize: str = "all", **_):
+  if not 0.0 < float(rho) <= 1.0:
+    raise ValueError(f"config.algo.loss_options.rho={rho}: the kept entropy fraction must be in "
+                     "(0, 1]")
+  if keep not in ("top", "bottom"):
+    raise ValueError(f"config.algo.loss_options.keep={keep!r}; choose 'top' or 'bottom'")
+  if normalize not in ("kept", "all"):
+    raise ValueError(f"config.algo.loss_options.normalize={normalize!r}; choose 'kept' or 'all'")
+
+
+def _forking_threshold(*, logp, entropy, mask, old_logp, advantages, rho=0.2, keep="top",
+                       normalize="all"):
+  """The (1 - rho) entropy quantile over every response token of the mini-batch, and the counts
+  that turn a token mean over all tokens into one over the kept tokens."""
+  del logp, old_logp, advantages
+  threshold = masked_quantile(entropy, mask, 1.0 - rho)
+  valid = mask > 0
+  high = valid & (entropy >= threshold)
+  kept = high if keep == "top" else valid & ~high
+  total = jnp.sum(valid).astype(jnp.float32)
+  count = jnp.sum(kept).astype(jnp.float32)
+  scale = jnp.where(count > 0, total / jnp.maximum(count, 1.0), 0.0) if normalize == "kept" \
+      else jnp.float32(1.0)
+  return {"threshold": threshold, "scale": scale}
+
+
+@register_policy_loss("forking_tokens", prepare=_forking_threshold)
+def forking_tokens(logp, old_logp, advantages, mask, *, entropy, batch_stats, rho=0.2,
+                   keep="top", normalize="all", clip_low=0.2, clip_high=0.2, dual_clip=None):
+  """"Beyond the 80/20 rule" (arXiv 2506.01939): the clipped policy gradient only on the forking
+  tokens, those whose entropy under the current policy is in the top ``rho`` of the mini-batch
+  (rho = 0.2 in the paper); ``keep="bottom"`` trains the complement instead (the paper's
+  bottom-80% control).
+
+      H* = (1 - rho) quantile of {H_t : every response token of the mini-batch}  (prepare hook:
+           the same threshold for every micro-batch and device),
+      l_t = 1[H_t >= H*] * ppo_clip_t  (top)   or   1[H_t < H*] * ppo_clip_t  (bottom).
+
+  ``normalize="all"`` (default; catalog 2.4 [recall, unchecked]: the denominator stays every
+  response token) divides the kept tokens' losses by all tokens; ``"kept"`` rescales by
+  (tokens / kept tokens) of the mini-batch, making a ``token-mean`` aggregation the mean over the
+  kept tokens (as if the loss mask itself were shrunk; other aggregations get the same factor). A
+  mini-batch where no token is kept gives a zero loss, not NaN; ``forking_kept`` (fraction of
+  tokens trained) is then 0.
+  """
+  del mask, rho, normalize
+  ratio = _ratio(logp - old_logp)
+  loss, stats = _clip_pg(ratio, advantages, clip_low, clip_high, dual_clip)
+  high = entropy >= batch_stats["threshold"]
+  kept = (high if keep == "top" else ~high).astype(loss.dtype)
+  return loss * kept * batch_stats["scale"], {**stats, "ratio": ratio, "forking_kept": kept}
+
+
+forking_tokens.check = _check_forking
 
 
 @register_policy_loss("gspo")

@@ -292,3 +292,50 @@ def test_per_token_advantages_hook():
   want = -np.sum(np.asarray(token_adv) * np.exp(np.asarray(log_ratio)) * np.asarray(mask)) / 5
   assert abs(want) > 1e-3
   np.testing.assert_allclose(loss, want, rtol=1e-5)
+
+
+def test_forking_tokens_80_20_mask_by_hand():
+  # 2 rows x 5 tokens, the last token of row 1 padding: 9 valid entropies.
+  entropy = jnp.array([[0.1, 0.9, 0.5, 0.3, 0.8], [0.7, 0.2, 0.6, 0.4, 5.0]])
+  mask = jnp.array([[1.0] * 5, [1.0] * 4 + [0.0]])
+  logp = jnp.zeros((2, 5))  # on-policy: ratio 1, the clipped loss is -A on every token
+  adv = jnp.array([1.0, -3.0])
+  prepare = alg.POLICY_LOSSES["forking_tokens"].prepare
+  # rho = 0.2: sorted valid entropies .1 .2 .3 .4 .5 .6 .7 .8 .9; the 0.8 quantile (no
+  # interpolation) is index floor(0.8 * 8) = 6 -> 0.7; kept: 0.9, 0.8, 0.7 (3 of 9 tokens); the
+  # padded 5.0 never counts.
+  stats = prepare(logp=logp, entropy=entropy, mask=mask, old_logp=logp, advantages=adv, rho=0.2,
+                  normalize="kept")
+  assert float(stats["threshold"]) == pytest.approx(0.7)
+  assert float(stats["scale"]) == pytest.approx(9 / 3)
+  total, metrics = alg.policy_loss("forking_tokens", logp, logp, adv, mask, agg_mode="token-mean",
+                                   entropy=entropy, batch_stats=stats, rho=0.2, normalize="kept")
+  # token-mean over the kept tokens: row 0 keeps 0.9, 0.8 (loss -1 each), row 1 keeps 0.7 (+3).
+  assert float(total) == pytest.approx((-1 - 1 + 3) / 3)
+  assert float(metrics["forking_kept"]) == pytest.approx(3 / 9)
+  # The bottom control trains the complement (6 tokens): row 0 three at -1, row 1 three at +3.
+  low = prepare(logp=logp, entropy=entropy, mask=mask, old_logp=logp, advantages=adv, rho=0.2,
+                keep="bottom", normalize="kept")
+  total, metrics = alg.policy_loss("forking_tokens", logp, logp, adv, mask, agg_mode="token-mean",
+                                   entropy=entropy, batch_stats=low, rho=0.2, keep="bottom",
+                                   normalize="kept")
+  assert float(total) == pytest.approx((-3 + 9) / 6)
+  assert float(metrics["forking_kept"]) == pytest.approx(6 / 9)
+  # normalize="all" (the default): the same kept tokens divided by all 9.
+  flat = prepare(logp=logp, entropy=entropy, mask=mask, old_logp=logp, advantages=adv, rho=0.2)
+  total, _ = alg.policy_loss("forking_tokens", logp, logp, adv, mask, agg_mode="token-mean",
+                             entropy=entropy, batch_stats=flat, rho=0.2)
+  assert float(total) == pytest.approx((-1 - 1 + 3) / 9)
+  # No token kept (an empty mini-batch): zero loss, not NaN.
+  empty = prepare(logp=logp, entropy=entropy, mask=jnp.zeros((2, 5)), old_logp=logp,
+                  advantages=adv, rho=0.2)
+  total, metrics = alg.policy_loss("forking_tokens", logp, logp, adv, jnp.zeros((2, 5)),
+                                   entropy=entropy, batch_stats=empty, rho=0.2)
+  assert float(total) == 0.0 and float(metrics["forking_kept"]) == 0.0
+
+
+@pytest.mark.parametrize("options, named", [({"rho": 0.0}, "rho=0.0"), ({"rho": 1.5}, "rho=1.5"),
+                                            ({"keep": "middle"}, "keep='middle'")])
+def test_forking_tokens_options_outside_their_range_are_named(options, named):
+  with pytest.raises(ValueError, match=named):
+    alg.check_loss_options("forking_tokens", options)

@@ -78,30 +78,13 @@ def test_rl_update_is_invariant_to_micro_batch_size(name):
   assert m1["clip_frac"] > 0  # the clipped branch is exercised
 
 
-# --- A loss whose statistic must be taken over the whole mini-batch (80/20-style entropy mask) ---
-
-def _entropy_threshold(*, logp, entropy, mask, old_logp, advantages, top_frac=0.5):
-  del logp, old_logp, advantages
-  return {"threshold": algorithms.masked_quantile(entropy, mask, 1.0 - top_frac)}
-
-
-if "test_high_entropy_pg" not in algorithms.POLICY_LOSSES:
-  @algorithms.register_policy_loss("test_high_entropy_pg", prepare=_entropy_threshold)
-  def _high_entropy_pg(logp, old_logp, advantages, mask, *, entropy, batch_stats, top_frac=0.5,
-                       clip_low=0.2, clip_high=0.2, dual_clip=None):
-    """Policy gradient on the tokens whose entropy is at or above the mini-batch quantile."""
-    del mask, top_frac, clip_low, clip_high, dual_clip
-    keep = (entropy >= batch_stats["threshold"]).astype(logp.dtype)
-    ratio = jnp.exp(logp - old_logp)
-    zeros = jnp.zeros_like(logp)
-    return -advantages * ratio * keep, {"clip_frac_high": zeros, "clip_frac_low": zeros,
-                                        "ratio": ratio, "kept": keep}
+# --- The 80/20 forking-token loss: its entropy quantile is over the whole mini-batch ---
 
 
 def test_prepare_statistic_is_over_the_mini_batch_not_the_micro_batch():
   graphdef, params, rows = _setup()
-  spec = step_lib.LossSpec(loss="test_high_entropy_pg", agg_mode="token-mean", on_policy=False,
-                           loss_options=(("top_frac", 0.2),))
+  spec = step_lib.LossSpec(loss="forking_tokens", agg_mode="token-mean", on_policy=False,
+                           loss_options=(("rho", 0.2),))
   _, ent = step_lib.batch_logprobs(params, rows, graphdef=graphdef, temperature=1.0, impl=None,
                                    num_micro=1)
   ent, mask = np.asarray(ent), rows["mask"]
@@ -116,9 +99,9 @@ def test_prepare_statistic_is_over_the_mini_batch_not_the_micro_batch():
     new, _, metrics = update(p, tx.init(p), {k: jnp.asarray(v) for k, v in rows.items()},
                              graphdef=graphdef, tx=tx, spec=spec, num_micro=num_micro)
     out[num_micro] = ([np.asarray(x) for x in jax.tree.leaves(new)], jax.device_get(metrics))
-  # "kept" is the token mean of the mask: with a per-micro-batch quantile it would differ.
+  # "forking_kept" is the token mean of the mask: with a per-micro-batch quantile it would differ.
   for num_micro in (1, 4):
-    np.testing.assert_allclose(out[num_micro][1]["kept"], kept_frac, rtol=1e-5)
+    np.testing.assert_allclose(out[num_micro][1]["forking_kept"], kept_frac, rtol=1e-5)
   for a, b in zip(out[1][0], out[4][0], strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   # Per micro-batch (4 rows each) the quantile would keep a different set of tokens.
@@ -128,8 +111,8 @@ def test_prepare_statistic_is_over_the_mini_batch_not_the_micro_batch():
 
 
 def test_loss_options_are_checked_by_name():
-  with pytest.raises(ValueError, match=r"unknown options \['top_fraq'\].*top_frac"):
-    algorithms.check_loss_options("test_high_entropy_pg", {"top_fraq": 0.2})
+  with pytest.raises(ValueError, match=r"unknown options \['rhoo'\].*rho"):
+    algorithms.check_loss_options("forking_tokens", {"rhoo": 0.2})
   with pytest.raises(ValueError, match="unknown options"):
     algorithms.check_loss_options("ppo_clip", {"rho": 0.2})
-  assert algorithms.check_loss_options("test_high_entropy_pg", {"top_frac": 0.2}) == {"top_frac": 0.2}
+  assert algorithms.check_loss_options("forking_tokens", {"rho": 0.2}) == {"rho": 0.2}
