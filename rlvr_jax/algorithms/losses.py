@@ -197,6 +197,115 @@ def forking_tokens(logp, old_logp, advantages, mask, *, entropy, batch_stats, rh
 forking_tokens.check = _check_forking
 
 
+def _broadcast(advantages, mask):
+  return jnp.broadcast_to(advantages[:, None] if advantages.ndim == 1 else advantages, mask.shape)
+
+
+def _token_cov(logp, advantages, mask, stats):
+  """cov_t = (A_t - mean A)(log pi_t - mean log pi), the means over the mini-batch's tokens."""
+  return (_broadcast(advantages, mask) - stats["mean_adv"]) * (logp - stats["mean_logp"])
+
+
+def _pseudo_uniform(old_logp):
+  """A per-token number in [0, 1) fixed by the token's old log-prob and position: the same in the
+  prepare hook and in every micro-batch, so a "random" subset does not depend on the split."""
+  pos = jnp.arange(old_logp.shape[-1], dtype=jnp.float32)[None, :]
+  x = jnp.sin(old_logp.astype(jnp.float32) * 12.9898 + pos * 78.233) * 43758.5453
+  return x - jnp.floor(x)
+
+
+def _cov_means(logp, advantages, mask):
+  m = (mask > 0).astype(jnp.float32)
+  n = jnp.maximum(jnp.sum(m), 1.0)
+  return {"mean_adv": jnp.sum(_broadcast(advantages, mask) * m) / n,
+          "mean_logp": jnp.sum(logp * m) / n}
+
+
+def _check_cov(*, ratio: float = 2e-4, cov_low: float = 1.0, cov_high: float = 5.0,
+               cov_coef: float = 1.0, **_):
+  if not 0.0 < float(ratio) <= 1.0:
+    raise ValueError(f"config.algo.loss_options.ratio={ratio}: the selected token fraction must be "
+                     "in (0, 1]")
+  if not float(cov_low) < float(cov_high):
+    raise ValueError(f"config.algo.loss_options: need cov_low={cov_low} < cov_high={cov_high}")
+  if float(cov_coef) < 0:
+    raise ValueError(f"config.algo.loss_options.cov_coef={cov_coef}: need >= 0")
+
+
+def _clip_cov_prepare(*, logp, entropy, mask, old_logp, advantages, ratio=2e-4, cov_low=1.0,
+                      cov_high=5.0):
+  del entropy
+  stats = _cov_means(logp, advantages, mask)
+  cov = _token_cov(logp, advantages, mask, stats)
+  eligible = (mask > 0) & (cov > cov_low) & (cov < cov_high)
+  budget = jnp.maximum(jnp.floor(ratio * jnp.sum(mask > 0)), 1.0).astype(jnp.int32)
+  u = jnp.sort(jnp.where(eligible, _pseudo_uniform(old_logp), jnp.inf).reshape(-1))
+  stats["u_threshold"] = u[jnp.clip(budget - 1, 0, u.shape[0] - 1)]
+  return stats
+
+
+@register_policy_loss("clip_cov", prepare=_clip_cov_prepare)
+def clip_cov(logp, old_logp, advantages, mask, *, batch_stats, ratio=2e-4, cov_low=1.0,
+             cov_high=5.0, clip_low=0.2, clip_high=0.2, dual_clip=None):
+  """Clip-Cov (The Entropy Mechanism of RL for Reasoning LMs, arXiv 2505.22617; catalog 2.4 from
+  verl's ``compute_policy_loss_clip_cov``): PPO-clip, except that a random ``ratio`` fraction of
+  the mini-batch's tokens (at least one), drawn among those whose centred covariance
+  cov_t = (A_t - mean A)(log pi_t - mean log pi) lies in (cov_low, cov_high), have their gradient
+  detached (loss term 0): the high-covariance tokens are the ones that drive entropy down.
+
+  Means and the draw are over the whole mini-batch (prepare hook). The draw is a fixed
+  pseudo-random order (a hash of each token's old log-prob and position) so that every micro-batch
+  agrees; verl draws with torch.randperm per micro-batch and also leaves out tokens PPO already
+  clipped (those carry no gradient here either). Defaults [code]: ratio 2e-4, band (1, 5).
+  Metric ``cov_detached``: the fraction of tokens detached.
+  """
+  del mask, ratio
+  ppo_ratio = _ratio(logp - old_logp)
+  loss, stats = _clip_pg(ppo_ratio, advantages, clip_low, clip_high, dual_clip)
+  cov = jax.lax.stop_gradient(_token_cov(logp, advantages, jnp.ones_like(logp), batch_stats))
+  chosen = (cov > cov_low) & (cov < cov_high) & (_pseudo_uniform(old_logp)
+                                                   <= batch_stats["u_threshold"])
+  loss = jnp.where(chosen, jax.lax.stop_gradient(loss) * 0.0, loss)
+  return loss, {**stats, "ratio": ppo_ratio, "cov_detached": chosen.astype(loss.dtype)}
+
+
+clip_cov.check = _check_cov
+
+
+def _kl_cov_prepare(*, logp, entropy, mask, old_logp, advantages, ratio=2e-3, cov_coef=1.0):
+  del entropy, old_logp, cov_coef
+  stats = _cov_means(logp, advantages, mask)
+  cov = _token_cov(logp, advantages, mask, stats)
+  k = jnp.maximum(jnp.floor(ratio * jnp.sum(mask > 0)), 1.0).astype(jnp.int32)
+  ordered = jnp.sort(jnp.where(mask > 0, cov, -jnp.inf).reshape(-1))[::-1]
+  stats["cov_threshold"] = ordered[jnp.clip(k - 1, 0, ordered.shape[0] - 1)]
+  return stats
+
+
+@register_policy_loss("kl_cov", prepare=_kl_cov_prepare)
+def kl_cov(logp, old_logp, advantages, mask, *, batch_stats, ratio=2e-3, cov_coef=1.0,
+           clip_low=0.2, clip_high=0.2, dual_clip=None):
+  """KL-Cov (arXiv 2505.22617; verl's ``compute_policy_loss_kl_cov``): the unclipped policy
+  gradient l_t = -rho_t A_t on every token, plus ``cov_coef`` * |log pi_t - log pi_old,t| on the
+  top ``ratio`` fraction (at least one) of the mini-batch's tokens by centred covariance
+  cov_t = (A_t - mean A)(log pi_t - mean log pi). No ratio clipping (clip bounds unused, as in
+  the reference). Defaults: the 7B recipe's ratio 2e-3 and coefficient 1 [code] (verl's generic
+  defaults are 2e-4 and 0.1). Metric ``cov_penalised``: the fraction of tokens penalised.
+  """
+  del mask, ratio, clip_low, clip_high, dual_clip
+  ppo_ratio = _ratio(logp - old_logp)
+  adv = _broadcast(advantages, logp)
+  cov = jax.lax.stop_gradient(_token_cov(logp, advantages, jnp.ones_like(logp), batch_stats))
+  chosen = cov >= batch_stats["cov_threshold"]
+  loss = -adv * ppo_ratio + jnp.where(chosen, cov_coef * jnp.abs(logp - old_logp), 0.0)
+  zeros = jnp.zeros_like(loss)
+  return loss, {"clip_frac_high": zeros, "clip_frac_low": zeros, "ratio": ppo_ratio,
+                "cov_penalised": chosen.astype(loss.dtype)}
+
+
+kl_cov.check = _check_cov
+
+
 @register_policy_loss("gspo")
 def gspo(logp, old_logp, advantages, mask, *, clip_low=3e-4, clip_high=4e-4, dual_clip=None):
   """GSPO (Zheng et al., arXiv 2507.18071, sec. 4): one length-normalised ratio per sequence,

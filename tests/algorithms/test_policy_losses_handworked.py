@@ -339,3 +339,54 @@ def test_forking_tokens_80_20_mask_by_hand():
 def test_forking_tokens_options_outside_their_range_are_named(options, named):
   with pytest.raises(ValueError, match=named):
     alg.check_loss_options("forking_tokens", options)
+
+
+# Clip-Cov / KL-Cov: 2 rows x 3 tokens, A = [2, -1] (mean 0.5), log pi mean -7/6.
+# cov = (A - 0.5)(log pi + 7/6): row 0: 1.75, 0.25, -1.25; row 1: 2.75, -1.75, -0.25.
+COV_LOGP = jnp.array([[0.0, -1.0, -2.0], [-3.0, 0.0, -1.0]])
+COV_ADV = jnp.array([2.0, -1.0])
+COV_MASK = jnp.ones((2, 3))
+
+
+def _cov_loss(name, old, **options):
+  stats = alg.POLICY_LOSSES[name].prepare(logp=COV_LOGP, entropy=None, mask=COV_MASK,
+                                          old_logp=old, advantages=COV_ADV, **options)
+  fn = lambda lp: alg.policy_loss(name, lp, old, COV_ADV, COV_MASK, batch_stats=stats, **options)
+  (total, metrics), grad = jax.value_and_grad(fn, has_aux=True)(COV_LOGP)
+  return float(total), metrics, np.asarray(grad)
+
+
+def test_clip_cov_detaches_high_covariance_tokens_by_hand():
+  # Band (1, 5): tokens (0, 0) cov 1.75 and (1, 0) cov 2.75 are eligible. On-policy the loss is
+  # -A per token: sum -6 + 3 = -3 over 6 tokens.
+  total, metrics, grad = _cov_loss("clip_cov", COV_LOGP, ratio=0.34)  # budget 2: both detached
+  assert total == pytest.approx((-3 + 2 - 1) / 6)
+  assert float(metrics["cov_detached"]) == pytest.approx(2 / 6)
+  assert grad[0, 0] == 0.0 and grad[1, 0] == 0.0 and grad[0, 1] != 0.0
+  total, metrics, grad = _cov_loss("clip_cov", COV_LOGP, ratio=1 / 6)  # budget 1: one of the two
+  assert float(metrics["cov_detached"]) == pytest.approx(1 / 6)
+  assert total in (pytest.approx((-3 + 2) / 6), pytest.approx((-3 - 1) / 6))
+  assert (grad[0, 0] == 0.0) != (grad[1, 0] == 0.0)
+  # No token in the band: nothing detached, plain PPO-clip.
+  total, metrics, _ = _cov_loss("clip_cov", COV_LOGP, ratio=0.34, cov_low=3.0, cov_high=5.0)
+  assert total == pytest.approx(-3 / 6) and float(metrics["cov_detached"]) == 0.0
+
+
+def test_kl_cov_penalises_the_top_covariance_tokens_by_hand():
+  old = COV_LOGP - 0.5  # |log pi - log pi_old| = 0.5, ratio e^0.5 on every token
+  total, metrics, _ = _cov_loss("kl_cov", old, ratio=0.34, cov_coef=1.0)  # top 2: (1,0), (0,0)
+  assert total == pytest.approx((math.exp(0.5) * (-6 + 3) + 2 * 0.5) / 6, rel=1e-5)
+  assert float(metrics["cov_penalised"]) == pytest.approx(2 / 6)
+  # A planted sign flip (penalising the lowest covariance) would pick (0, 2) and (1, 1) instead:
+  # the penalised set is the top of the covariance order.
+  stats = alg.POLICY_LOSSES["kl_cov"].prepare(logp=COV_LOGP, entropy=None, mask=COV_MASK,
+                                              old_logp=old, advantages=COV_ADV, ratio=0.34)
+  assert float(stats["cov_threshold"]) == pytest.approx(1.75)
+
+
+@pytest.mark.parametrize("name, options, named", [
+    ("clip_cov", {"ratio": 0.0}, "ratio=0.0"), ("clip_cov", {"cov_low": 5.0}, "cov_low=5.0"),
+    ("kl_cov", {"cov_coef": -1.0}, "cov_coef=-1.0")])
+def test_cov_options_outside_their_range_are_named(name, options, named):
+  with pytest.raises(ValueError, match=named):
+    alg.check_loss_options(name, options)

@@ -93,3 +93,14 @@ def test_cpu_variant_keeps_the_method_and_shrinks_the_rest(name):
   assert cpu.data.train.source == "reasoning_gym" and cpu.data.eval is None
   assert cpu.rollout.prompts_per_step * cpu.rollout.num_samples <= 16
   assert cpu.total_steps == 2
+
+
+@pytest.mark.parametrize("spec", ["entropy_mechanism:clip_cov", "entropy_mechanism:clip_cov_cpu",
+                                  "ttrl:arith", "co_reward:arith", "trapo:arith", "intuitor:arith",
+                                  "forking_tokens:arith"])
+def test_extra_variants_build_locked(spec):
+  name, arg = spec.split(":")
+  cfg = helpers.get_config(name, arg)
+  cfg.lock()
+  cfg.to_json_best_effort()
+  assert parse([f"--config=configs/{name}.py:{arg}"]).total_steps == cfg.total_steps

@@ -116,3 +116,27 @@ def test_loss_options_are_checked_by_name():
   with pytest.raises(ValueError, match="unknown options"):
     algorithms.check_loss_options("ppo_clip", {"rho": 0.2})
   assert algorithms.check_loss_options("forking_tokens", {"rho": 0.2}) == {"rho": 0.2}
+
+
+@pytest.mark.parametrize("loss, options", [
+    ("clip_cov", (("ratio", 0.05), ("cov_low", 0.0), ("cov_high", 100.0))),
+    ("kl_cov", (("ratio", 0.05), ("cov_coef", 1.0)))])
+def test_covariance_losses_select_over_the_mini_batch(loss, options):
+  """Clip-Cov / KL-Cov: the covariance means and the selected tokens come from the whole
+  mini-batch, so 1 and 4 micro-batches give the same update and the same selected fraction."""
+  graphdef, params, rows = _setup()
+  spec = step_lib.LossSpec(loss=loss, agg_mode="token-mean", on_policy=False,
+                           loss_options=options)
+  tx = optax.sgd(0.5)
+  update = step_lib.jit_update(step_lib.rl_update)
+  out = {}
+  for num_micro in (1, 4):
+    p = jax.tree.map(jnp.copy, params)
+    new, _, metrics = update(p, tx.init(p), {k: jnp.asarray(v) for k, v in rows.items()},
+                             graphdef=graphdef, tx=tx, spec=spec, num_micro=num_micro)
+    out[num_micro] = ([np.asarray(x) for x in jax.tree.leaves(new)], jax.device_get(metrics))
+  key = "cov_detached" if loss == "clip_cov" else "cov_penalised"
+  assert out[1][1][key] > 0
+  np.testing.assert_allclose(out[1][1][key], out[4][1][key], rtol=1e-6)
+  for a, b in zip(out[1][0], out[4][0], strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
