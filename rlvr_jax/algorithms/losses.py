@@ -306,6 +306,78 @@ def kl_cov(logp, old_logp, advantages, mask, *, batch_stats, ratio=2e-3, cov_coe
 kl_cov.check = _check_cov
 
 
+def _check_dispo(*, pos_low: float = 0.2, pos_high: float = 0.28, neg_low: float = 0.2,
+                 neg_high: float = 0.28, **_):
+  for key, value in (("pos_low", pos_low), ("pos_high", pos_high), ("neg_low", neg_low),
+                     ("neg_high", neg_high)):
+    if not float(value) >= 0.0:
+      raise ValueError(f"config.algo.loss_options.{key}={value}: a clip bound must be >= 0")
+
+
+@register_policy_loss("dispo")
+def dispo(logp, old_logp, advantages, mask, *, pos_low=0.2, pos_high=0.28, neg_low=0.2,
+          neg_high=0.28, clip_low=0.2, clip_high=0.2, dual_clip=None):
+  """DISPO (arXiv 2602.00983): a REINFORCE-style loss whose importance weight has four bounds,
+  separate lower / upper ones for correct (A > 0) and incorrect (A < 0) responses:
+
+      l_t = -sg(rho_t) * A_t * log pi_t * 1[1 - eps_lo^s <= rho_t <= 1 + eps_hi^s],
+      s = + (``pos_low`` / ``pos_high``) if A_t > 0, - (``neg_low`` / ``neg_high``) if A_t < 0.
+
+  Tokens outside their bounds are MASKED (no gradient), not kept with a clipped weight: the
+  abstract contrasts DISPO with CISPO, which "still permit[s] non-zero gradients outside the
+  trust-region", and promises PPO-like stability [inferred from abstract; the paper's equation
+  was not available offline]. Inside the bounds the weight is rho itself (sg), so w > 1 on correct
+  responses (room above 1) pushes entropy up, w < 1 pushes it down. The config's
+  clip_low / clip_high are not used (the four options replace them). Defaults: DAPO's 0.2 / 0.28
+  on both signs [this config]. Metrics: clip_frac_high / _low count masked tokens.
+  """
+  del mask, clip_low, clip_high
+  if dual_clip is not None:
+    raise ValueError("dispo has no dual clip: set dual_clip=None")
+  ratio = _ratio(logp - old_logp)
+  adv = _broadcast(advantages, logp)
+  pos = adv > 0
+  low = jnp.where(pos, 1.0 - pos_low, 1.0 - neg_low)
+  high = jnp.where(pos, 1.0 + pos_high, 1.0 + neg_high)
+  inside = (ratio >= low) & (ratio <= high)
+  loss = jnp.where(inside, -jax.lax.stop_gradient(ratio) * adv * logp, 0.0)
+  return loss, {"clip_frac_high": (ratio > high).astype(jnp.float32),
+                "clip_frac_low": (ratio < low).astype(jnp.float32), "ratio": ratio}
+
+
+dispo.check = _check_dispo
+
+
+@register_policy_loss("ace")
+def ace(logp, old_logp, advantages, mask, *, ref_logp, alpha=1.0, clip_low=0.2, clip_high=0.2,
+        dual_clip=None):
+  """ACE (arXiv 2602.21420; catalog 2.3 [summary]): PPO-clip where the advantage of an incorrect
+  rollout (A_i < 0) is scaled by its over-confidence relative to the reference,
+
+      c_i = sum_t (log pi_old(y_t) - log pi_ref(y_t))   (sequence log-ratio, response tokens),
+      A_i <- A_i * (1 + alpha * softplus(c_i))  if A_i < 0,   positive advantages unchanged,
+
+  a selective reverse-KL pressure on confident errors. pi_old (the sampling-time policy, a
+  constant) stands in for pi_theta in c_i. ``alpha`` [not retrieved; 1.0 here, this config]. The
+  trainer keeps the reference policy for this loss. Metric ``ace_scale``: the token mean of the
+  factor (1 on rows with A >= 0).
+  """
+  seq = jnp.sum((old_logp - ref_logp) * mask, axis=-1, keepdims=True)  # [N, 1]
+  adv = _broadcast(advantages, logp)
+  factor = jnp.where(adv < 0, 1.0 + alpha * jax.nn.softplus(seq), 1.0)
+  ratio = _ratio(logp - old_logp)
+  loss, stats = _clip_pg(ratio, adv * factor, clip_low, clip_high, dual_clip)
+  return loss, {**stats, "ratio": ratio, "ace_scale": jnp.broadcast_to(factor, logp.shape)}
+
+
+def _check_ace(*, alpha: float = 1.0, **_):
+  if float(alpha) < 0:
+    raise ValueError(f"config.algo.loss_options.alpha={alpha}: need alpha >= 0")
+
+
+ace.check = _check_ace
+
+
 @register_policy_loss("gspo")
 def gspo(logp, old_logp, advantages, mask, *, clip_low=3e-4, clip_high=4e-4, dual_clip=None):
   """GSPO (Zheng et al., arXiv 2507.18071, sec. 4): one length-normalised ratio per sequence,

@@ -390,3 +390,44 @@ def test_kl_cov_penalises_the_top_covariance_tokens_by_hand():
 def test_cov_options_outside_their_range_are_named(name, options, named):
   with pytest.raises(ValueError, match=named):
     alg.check_loss_options(name, options)
+
+
+def test_dispo_four_bounds_mask_outside_tokens_by_hand():
+  # Row 0 correct (A = +1), row 1 incorrect (A = -1); old log-prob 0 so rho = exp(logp).
+  rho = np.array([[1.2, 1.5, 0.7], [0.9, 1.3, 0.75]], np.float32)
+  logp = jnp.log(jnp.asarray(rho))
+  adv = jnp.array([1.0, -1.0])
+  bounds = dict(pos_low=0.2, pos_high=0.28, neg_low=0.2, neg_high=0.28)
+  fn = lambda lp: alg.policy_loss("dispo", lp, jnp.zeros_like(lp), adv, jnp.ones((2, 3)),
+                                  agg_mode="token-mean", **bounds)
+  (_, metrics), grad = jax.value_and_grad(fn, has_aux=True)(logp)
+  # Inside [0.8, 1.28]: (0, 0) and (1, 0). The gradient of -sg(rho) A logp is -rho A / 6 there.
+  np.testing.assert_allclose(np.asarray(grad), [[-1.2 / 6, 0, 0], [0.9 / 6, 0, 0]], rtol=1e-5)
+  assert float(metrics["clip_frac_high"]) == pytest.approx(2 / 6)  # 1.5 and 1.3
+  assert float(metrics["clip_frac_low"]) == pytest.approx(2 / 6)  # 0.7 and 0.75
+  # The bounds follow the sign: room above 1 for correct responses only (a planted swap of the
+  # signs would keep (1, 1) and drop (0, 0)).
+  wide_pos = dict(pos_low=0.2, pos_high=0.6, neg_low=0.2, neg_high=0.1)
+  fn = lambda lp: alg.policy_loss("dispo", lp, jnp.zeros_like(lp), adv, jnp.ones((2, 3)),
+                                  agg_mode="token-mean", **wide_pos)
+  (_, _), grad = jax.value_and_grad(fn, has_aux=True)(logp)
+  kept = np.asarray(grad) != 0
+  np.testing.assert_array_equal(kept, [[True, True, False], [True, False, False]])
+  with pytest.raises(ValueError, match="neg_high=-0.1"):
+    alg.check_loss_options("dispo", {"neg_high": -0.1})
+
+
+def test_ace_scales_confident_errors_by_hand():
+  old = jnp.log(jnp.full((2, 2), 0.5))
+  ref = old - jnp.array([[0.0, 0.0], [0.5, 0.5]])  # row 1: log-ratio 0.5 per token, c = 1.0
+  adv = jnp.array([1.0, -1.0])
+  total, metrics = alg.policy_loss("ace", old, old, adv, jnp.ones((2, 2)), agg_mode="token-mean",
+                                   ref_logp=ref, alpha=1.0)
+  factor = 1.0 + math.log1p(math.e)  # 1 + softplus(1)
+  assert float(total) == pytest.approx((-2.0 + 2 * factor) / 4, rel=1e-5)
+  assert float(metrics["ace_scale"]) == pytest.approx((2 + 2 * factor) / 4, rel=1e-5)
+  # Positive advantages are never scaled, however confident: with the signs flipped, row 1
+  # (c = 1, now A = +1) keeps -1 per token and row 0 (c = 0, A = -1) gets 1 + softplus(0) = 1 + ln 2.
+  total, _ = alg.policy_loss("ace", old, old, -adv, jnp.ones((2, 2)), agg_mode="token-mean",
+                             ref_logp=ref, alpha=1.0)
+  assert float(total) == pytest.approx((2 * (1 + math.log(2)) - 2) / 4, rel=1e-5)

@@ -1,0 +1,37 @@
+r"""ACE: sharper penalties on confident errors; the advantage of an incorrect rollout grows with
+its log-ratio to the reference policy.
+
+Paper: "ACE" (arXiv 2602.21420); catalog.md 2.3 ("ACE", from a summary of the paper).
+
+Loss `ace` (rlvr_jax/algorithms/losses.py): PPO-clip with A_i <- A_i (1 + alpha softplus(c_i)) for
+A_i < 0, c_i = log pi_old(y_i|x) - log pi_ref(y_i|x) summed over the response; positive advantages
+unchanged. A selective reverse-KL pressure on over-confident mistakes that keeps the policy from
+collapsing onto them, so pass@k at large k stays up. The trainer keeps the reference policy (the
+initial checkpoint) for the loss.
+
+Reproduction card
+  paper:     Qwen2.5-Math-7B, Qwen3-8B-Base and Llama-3.1-8B-Instruct on DAPO-Math-17K, with GRPO
+             and DAPO in verl [summary]; alpha not retrieved (1.0 here [this config]). The rest is
+             the DAPO recipe (configs/dapo.py) [summary: ACE is applied on top of it].
+  command:   python -m experiments.run --config configs/ace.py --workdir /runs/ace \
+               --config.model.path=/models/Qwen2.5-Math-7B \
+               --config.data.path=/data/dapo_math_17k.jsonl --config.data.eval_path=/data/aime24.jsonl
+             CPU smoke run: python -m experiments.run --config configs/ace.py:cpu --workdir /tmp/ace
+  hardware:  paper: not recalled. Here untested at that size; :cpu runs in ~1 minute on 2 CPU cores.
+  expected:  pass@k at large k closer to the base than DAPO's at equal pass@1 (catalog 4.4 #9).
+  measured:  none yet (the :cpu variant is a 2-step smoke test).
+
+Tags: [summary] catalog 2.3's summary of the paper; [this config] chosen here.
+"""
+import ml_collections
+
+from configs import dapo
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  if arg not in (None, "cpu"):
+    raise ValueError(f"configs/ace.py: unknown argument {arg!r}; use no argument or 'cpu'")
+  c = dapo.get_config(arg)  # [summary: ACE on top of DAPO]
+  c.algo.loss = "ace"
+  c.algo.loss_options = ml_collections.ConfigDict(dict(alpha=1.0))  # [this config]
+  return c
