@@ -96,7 +96,8 @@ from rlvr_jax.algorithms.losses import (
     reduce_metrics,
     register_policy_loss,
 )
-from rlvr_jax.algorithms.token_stats import (max_logprob_from_logp, self_certainty_from_logits,
+from rlvr_jax.algorithms.token_stats import (max_logprob_from_logp, minp_logmass_from_logp,
+                                             self_certainty_from_logits,
                                               self_certainty_from_logp)
 
 __all__ = [
@@ -112,6 +113,7 @@ __all__ = [
     "loss_option_names",
     "masked_quantile",
     "max_logprob_from_logp",
+    "minp_logmass_from_logp",
     "prepare_options",
     "register_aux_loss",
     "AGGREGATIONS",

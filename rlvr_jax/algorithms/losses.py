@@ -37,9 +37,11 @@ _MAX_LOG_RATIO = 20.0
 # Per-token side inputs a registered loss receives when its signature names them ([N, T] arrays,
 # or None where the run has none): the policy's entropy, the reference and behaviour (sampler)
 # log-probs, ``old_max_logp`` (log of the old policy's largest token probability at each
-# position), and ``batch_stats``: what the loss's ``prepare`` hook computed over the WHOLE
+# position), ``old_minp_logmass`` (log of the mass the old policy keeps under a min-p filter with
+# the loss's ``kappa`` option), and ``batch_stats``: what the loss's ``prepare`` hook computed over the WHOLE
 # mini-batch (e.g. an entropy quantile), identical for every micro-batch.
-LOSS_SIDE_INPUTS = ("entropy", "ref_logp", "behaviour_logp", "old_max_logp", "batch_stats")
+LOSS_SIDE_INPUTS = ("entropy", "ref_logp", "behaviour_logp", "old_max_logp", "old_minp_logmass",
+                    "batch_stats")
 _LOSS_ARGS = ("logp", "old_logp", "advantages", "mask")
 
 
@@ -378,6 +380,73 @@ def _check_ace(*, alpha: float = 1.0, **_):
 ace.check = _check_ace
 
 
+def _check_lp_reg(*, kappa: float = 0.02, neg_frac: float = 0.01, pos_frac: float = 0.0,
+                  beta: float = 1.0, **_):
+  if not 0.0 < float(kappa) < 1.0:
+    raise ValueError(f"config.algo.loss_options.kappa={kappa}: the min-p ratio must be in (0, 1)")
+  for key, value in (("neg_frac", neg_frac), ("pos_frac", pos_frac)):
+    if not 0.0 <= float(value) <= 1.0:
+      raise ValueError(f"config.algo.loss_options.{key}={value}: need a fraction in [0, 1]")
+  if float(beta) < 0:
+    raise ValueError(f"config.algo.loss_options.beta={beta}: need >= 0")
+
+
+def _kth_smallest(values, select, frac):
+  """The k-th smallest of ``values`` where ``select``, k = floor(frac * count); -inf when k = 0."""
+  count = jnp.sum(select)
+  k = jnp.floor(frac * count).astype(jnp.int32)
+  ordered = jnp.sort(jnp.where(select, values, jnp.inf).reshape(-1))
+  return jnp.where(k > 0, ordered[jnp.clip(k - 1, 0, ordered.shape[0] - 1)], -jnp.inf)
+
+
+def _lp_reg_prepare(*, logp, entropy, mask, old_logp, advantages, kappa=0.02, neg_frac=0.01,
+                    pos_frac=0.0, beta=1.0):
+  del entropy, old_logp, kappa, beta
+  adv = _broadcast(advantages, mask)
+  valid = mask > 0
+  return {"neg_threshold": _kth_smallest(logp, valid & (adv < 0), neg_frac),
+          "pos_threshold": _kth_smallest(logp, valid & (adv > 0), pos_frac)}
+
+
+@register_policy_loss("lp_reg", prepare=_lp_reg_prepare)
+def lp_reg(logp, old_logp, advantages, mask, *, old_max_logp, old_minp_logmass, batch_stats,
+           kappa=0.02, neg_frac=0.01, pos_frac=0.0, beta=1.0, clip_low=0.2, clip_high=0.2,
+           dual_clip=None):
+  """Lp-Reg (arXiv 2510.03222; code compute_policy_loss_lp_reg, catalog 2.4): protect the rare
+  low-probability tokens of negative samples ("reasoning sparks") from being pushed to zero.
+
+  1. Proxy: the old policy through a min-p filter, renormalised,
+     pi_proxy(v) = pi_old(v) 1[pi_old(v) >= kappa max_u pi_old(u)] / Z  (Z the kept mass; both
+     ``old_max_logp`` and ``old_minp_logmass`` come from tiled vocabulary passes, no [N, V]).
+  2. Candidates: the lowest-probability ``neg_frac`` of the mini-batch's tokens with A < 0 (and
+     ``pos_frac`` of those with A > 0), by current log-prob (prepare hook: a mini-batch threshold).
+  3. A candidate the filter kept and whose pi_theta(y) < pi_proxy(y) gets
+     l_t = -A rho_t + beta * KL_k3(pi_theta || pi_proxy)(y_t)  (no ratio clip); every other token
+     keeps PPO-clip.
+
+  Defaults [code]: kappa 0.02 (``minp_p_threshold``), neg_frac 0.01, pos_frac 0, beta 1. The code
+  applies a selection only when it holds more than one token; here any k >= 1 is applied.
+  Metric ``lp_reg_frac``: the fraction of tokens regularised.
+  """
+  del mask, neg_frac, pos_frac
+  ratio = _ratio(logp - old_logp)
+  adv = _broadcast(advantages, logp)
+  clipped, stats = _clip_pg(ratio, adv, clip_low, clip_high, dual_clip)
+  lp = jax.lax.stop_gradient(logp)
+  candidate = (((adv < 0) & (lp <= batch_stats["neg_threshold"]))
+               | ((adv > 0) & (lp <= batch_stats["pos_threshold"])))
+  kept = old_logp >= old_max_logp + jnp.log(jnp.float32(kappa))
+  log_proxy = old_logp - old_minp_logmass
+  apply = candidate & kept & (lp < log_proxy)
+  diff = jnp.where(apply, log_proxy - logp, 0.0)
+  k3 = jnp.exp(diff) - diff - 1.0
+  loss = jnp.where(apply, -adv * ratio + beta * k3, clipped)
+  return loss, {**stats, "ratio": ratio, "lp_reg_frac": apply.astype(loss.dtype)}
+
+
+lp_reg.check = _check_lp_reg
+
+
 @register_policy_loss("gspo")
 def gspo(logp, old_logp, advantages, mask, *, clip_low=3e-4, clip_high=4e-4, dual_clip=None):
   """GSPO (Zheng et al., arXiv 2507.18071, sec. 4): one length-normalised ratio per sequence,
@@ -469,6 +538,7 @@ def policy_loss(
     norm_constant=None,
     behaviour_logp: Float[Array, "N T"] | None = None,
     old_max_logp: Float[Array, "N T"] | None = None,
+    old_minp_logmass: Float[Array, "N T"] | None = None,
     batch_stats: Mapping[str, Array] | None = None,
     **loss_options,
 ) -> tuple[Float[Array, ""], dict[str, Float[Array, ""]]]:
@@ -530,7 +600,8 @@ def policy_loss(
     clip_opts["dual_clip"] = dual_clip
   fn = POLICY_LOSSES[name]
   side = {"entropy": entropy, "ref_logp": ref_logp, "behaviour_logp": behaviour_logp,
-          "old_max_logp": old_max_logp, "batch_stats": batch_stats}
+          "old_max_logp": old_max_logp, "old_minp_logmass": old_minp_logmass,
+          "batch_stats": batch_stats}
   for key in loss_needs(name):
     if side[key] is None and _params(fn)[key].default is inspect.Parameter.empty:
       raise ValueError(f"policy loss {name!r} needs {key} but the trainer passed none")

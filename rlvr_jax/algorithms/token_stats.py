@@ -67,3 +67,34 @@ def max_logprob_from_logp(
                              jnp.full(h.shape[:1], -jnp.inf, jnp.float32))
   z_target = jnp.einsum("nd,dn->n", h, jnp.take(w, targets, axis=1)) / temperature  # [N]
   return jnp.minimum(z_max - (z_target - logp), 0.0)
+
+
+def minp_logmass_from_logp(
+    hidden: Float[Array, "N D"],
+    weight: Float[Array, "D V"],
+    targets: Int[Array, "N"],
+    logp: Float[Array, "N"],
+    max_logp: Float[Array, "N"],
+    kappa: float,
+    temperature: float = 1.0,
+    block_vocab: int = 2048,
+) -> Float[Array, "N"]:
+  """log of the probability mass a min-p filter keeps, log sum_v p_v 1[p_v >= kappa max_u p_u],
+  per position, without the [N, V] logits (one [N, block_vocab] tile live; ``max_logp`` from
+  `max_logprob_from_logp`). With it, the filtered and renormalised distribution of Lp-Reg's proxy
+  has log pi_proxy(y) = log p_y - logmass for a kept token y."""
+  from rlvr_jax.kernels.logprob import xla as tiles  # pylint: disable=import-outside-toplevel
+  h = hidden.astype(jnp.float32)
+  w = weight.astype(jnp.float32)
+  z_target = jnp.einsum("nd,dn->n", h, jnp.take(w, targets, axis=1)) / temperature  # [N]
+  lse = z_target - logp  # logsumexp of the scaled logits
+  cut = max_logp + jnp.log(jnp.float32(kappa))  # log-prob threshold
+
+  def body(start, size, running):
+    z = h @ jax.lax.dynamic_slice_in_dim(w, start, size, axis=1) / temperature  # [N, size]
+    lp = z - lse[:, None]
+    return running + jnp.sum(jnp.where(lp >= cut[:, None], jnp.exp(lp), 0.0), axis=-1)
+
+  mass = tiles.foreach_tile(w.shape[1], min(block_vocab, w.shape[1]), body,
+                            jnp.zeros(h.shape[:1], jnp.float32))
+  return jnp.minimum(jnp.log(jnp.maximum(mass, 1e-30)), 0.0)

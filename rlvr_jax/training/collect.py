@@ -233,8 +233,13 @@ def prepare_batch(env: Any, state: Any, record: RolloutRecord) -> tuple[dict[str
     rows["old_logp"] = np.asarray(old_logp)
   if ref_logp is not None and (spec.kl_coef > 0 or "ref_logp" in env.row_fields):
     rows["ref_logp"] = np.asarray(ref_logp)
-  if "old_max_logp" in env.row_fields:  # the old policy's confidence, for losses that ask
-    rows["old_max_logp"] = env.token_stats(state.params, rows)["max_logp"]
+  if "old_max_logp" in env.row_fields or "old_minp_logmass" in env.row_fields:
+    # The old policy's confidence / min-p mass, for losses that ask (one statistics pass).
+    kappa = dict(spec.options).get("kappa") if "old_minp_logmass" in env.row_fields else None
+    stats = env.token_stats(state.params, rows, minp_kappa=None if kappa is None else float(kappa))
+    for key, field in (("max_logp", "old_max_logp"), ("minp_logmass", "old_minp_logmass")):
+      if field in env.row_fields:
+        rows[field] = stats[key]
   extra = {"behaviour_logp": record.behaviour_logp, "role_ids": record.role_ids,
            "turn_ids": record.turn_ids}
   for key in env.row_fields:

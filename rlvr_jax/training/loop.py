@@ -290,11 +290,12 @@ class Env:
                             temperature=self.spec.temperature, impl=self.spec.logprob_impl,
                             num_micro=self.num_micro(n))
 
-  def token_stats(self, params, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  def token_stats(self, params, rows: dict[str, np.ndarray],
+                  minp_kappa: float | None = None) -> dict[str, np.ndarray]:
     n = rows["tokens"].shape[0]
     out = multihost.to_host(self.token_stats_jit(
         params, self.put_batch(rows), graphdef=self.graphdef, temperature=self.spec.temperature,
-        impl=self.spec.logprob_impl, num_micro=self.num_micro(n)))
+        impl=self.spec.logprob_impl, num_micro=self.num_micro(n), minp_kappa=minp_kappa))
     return dict(out, mask=rows["mask"])
 
 
@@ -326,7 +327,7 @@ def plugins(cfg: Any) -> dict:
         float(cfg.rollout.temperature), float(cfg.rollout.temperature_end), schedule,
         int(cfg.rollout.max_new_tokens)))
   row_fields = set(algorithms.loss_needs(spec.loss)) & {"behaviour_logp", "ref_logp",
-                                                        "old_max_logp"}
+                                                        "old_max_logp", "old_minp_logmass"}
   for name, _, _ in spec.aux:
     row_fields |= set(getattr(algorithms.AUX_LOSSES[name], "needs", ()))
   uniform = allocator is selection.ALLOCATORS["uniform"]

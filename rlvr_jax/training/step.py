@@ -159,7 +159,7 @@ def policy_loss_fn(params: nnx.State, micro: dict[str, Array], *, graphdef: nnx.
       entropy=ent, entropy_coef=spec.entropy_coef, global_tokens=norms["global_tokens"],
       global_seqs=norms["global_seqs"], norm_constant=spec.norm_constant,
       behaviour_logp=micro.get("behaviour_logp"), old_max_logp=micro.get("old_max_logp"),
-      batch_stats=norms.get("batch_stats"),
+      old_minp_logmass=micro.get("old_minp_logmass"), batch_stats=norms.get("batch_stats"),
       **spec.options)
   for name, weight, options in spec.aux:
     aux_batch = dict(micro, entropy=ent)
@@ -289,12 +289,14 @@ def _logprobs_of(params, batch, *, graphdef, temperature, impl, num_micro):
   return _merge_micro(logp), _merge_micro(ent)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "temperature", "impl", "num_micro"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "temperature", "impl", "num_micro",
+                                             "minp_kappa"))
 def batch_token_stats(params: nnx.State, batch: dict[str, Array], *, graphdef: nnx.GraphDef,
-                      temperature: float, impl: str | None, num_micro: int):
+                      temperature: float, impl: str | None, num_micro: int,
+                      minp_kappa: float | None = None):
   """Per-token statistics [B, Tn] of a rollout batch: ``logp``, ``entropy``, ``self_certainty``
-  (``algorithms.self_certainty_from_logp``) and ``max_logp`` (``max_logprob_from_logp``), all
-  without the [N, V] logits."""
+  (``algorithms.self_certainty_from_logp``), ``max_logp`` (``max_logprob_from_logp``) and, with
+  ``minp_kappa``, ``minp_logmass`` (``minp_logmass_from_logp``), all without the [N, V] logits."""
   keys = ("tokens", "positions", "attn_mask", "response")
   micro = _split_micro({k: batch[k] for k in keys}, num_micro)
   model = nnx.merge(graphdef, params)
@@ -311,11 +313,17 @@ def batch_token_stats(params: nnx.State, batch: dict[str, Array], *, graphdef: n
     logp, ent = kernels.logprob(hidden, weight, targets, temperature=temp, implementation=impl)
     sc = algorithms.self_certainty_from_logp(hidden, weight, targets, logp, temp)
     mx = algorithms.max_logprob_from_logp(hidden, weight, targets, logp, temp)
-    return logp.reshape(b, r), ent.reshape(b, r), sc.reshape(b, r), mx.reshape(b, r)
+    mass = (algorithms.minp_logmass_from_logp(hidden, weight, targets, logp, mx, minp_kappa, temp)
+            if minp_kappa is not None else jnp.zeros_like(mx))
+    return (logp.reshape(b, r), ent.reshape(b, r), sc.reshape(b, r), mx.reshape(b, r),
+            mass.reshape(b, r))
 
-  logp, ent, sc, mx = jax.lax.map(one, micro)
-  return {"logp": _merge_micro(logp), "entropy": _merge_micro(ent),
-          "self_certainty": _merge_micro(sc), "max_logp": _merge_micro(mx)}
+  logp, ent, sc, mx, mass = jax.lax.map(one, micro)
+  out = {"logp": _merge_micro(logp), "entropy": _merge_micro(ent),
+         "self_certainty": _merge_micro(sc), "max_logp": _merge_micro(mx)}
+  if minp_kappa is not None:
+    out["minp_logmass"] = _merge_micro(mass)
+  return out
 
 
 def sft_loss_fn(params: nnx.State, micro: dict[str, Array], *, graphdef: nnx.GraphDef,

@@ -431,3 +431,50 @@ def test_ace_scales_confident_errors_by_hand():
   total, _ = alg.policy_loss("ace", old, old, -adv, jnp.ones((2, 2)), agg_mode="token-mean",
                              ref_logp=ref, alpha=1.0)
   assert float(total) == pytest.approx((2 * (1 + math.log(2)) - 2) / 4, rel=1e-5)
+
+
+def test_lp_reg_by_hand():
+  # One incorrect response (A = -1), on-policy; old max prob 0.6 everywhere, kept mass 0.8.
+  probs = np.array([[0.5, 0.01, 0.001, 0.2]], np.float32)
+  logp = jnp.log(jnp.asarray(probs))
+  adv = jnp.array([-1.0])
+  side = dict(old_max_logp=jnp.log(jnp.full((1, 4), 0.6)),
+              old_minp_logmass=jnp.log(jnp.full((1, 4), 0.8)))
+  opts = dict(kappa=0.01, neg_frac=0.5, beta=1.0)  # cut 0.006: 0.001 is filtered out
+  stats = alg.POLICY_LOSSES["lp_reg"].prepare(logp=logp, entropy=None, mask=jnp.ones((1, 4)),
+                                              old_logp=logp, advantages=adv, **opts)
+  # Candidates: the lowest half of the negative tokens, 0.001 and 0.01 (threshold log 0.01).
+  assert float(stats["neg_threshold"]) == pytest.approx(math.log(0.01), rel=1e-5)
+  fn = lambda lp: alg.policy_loss("lp_reg", lp, logp, adv, jnp.ones((1, 4)), agg_mode="token-mean",
+                                  batch_stats=stats, **side, **opts)
+  (total, metrics), grad = jax.value_and_grad(fn, has_aux=True)(logp)
+  # Only 0.01 is regularised: proxy 0.01 / 0.8 = 0.0125 > 0.01, k3 = 1.25 - 1 - ln 1.25.
+  k3 = 0.25 - math.log(1.25)
+  assert float(total) == pytest.approx((4.0 + k3) / 4, rel=1e-5)
+  assert float(metrics["lp_reg_frac"]) == pytest.approx(1 / 4)
+  # Its gradient: -A + beta * (1 - 1.25) = 0.75 (token-mean / 4); the others: -A = 1 (/ 4).
+  np.testing.assert_allclose(np.asarray(grad), [[0.25, 0.75 / 4, 0.25, 0.25]], rtol=1e-5)
+  # A positive response is left alone at pos_frac = 0 (the default).
+  (total, metrics), _ = jax.value_and_grad(
+      lambda lp: alg.policy_loss("lp_reg", lp, logp, -adv, jnp.ones((1, 4)), batch_stats=stats,
+                                 **side, **opts), has_aux=True)(logp)
+  assert float(metrics["lp_reg_frac"]) == 0.0
+  with pytest.raises(ValueError, match="kappa=1.5"):
+    alg.check_loss_options("lp_reg", {"kappa": 1.5})
+
+
+def test_minp_logmass_matches_the_materialised_distribution():
+  rng = np.random.default_rng(0)
+  hidden = jnp.asarray(rng.normal(size=(6, 8)), jnp.float32)
+  weight = jnp.asarray(rng.normal(size=(8, 50)), jnp.float32)
+  targets = jnp.asarray(rng.integers(0, 50, size=6))
+  logits = hidden @ weight / 0.7
+  logprobs = jax.nn.log_softmax(logits, axis=-1)
+  logp = jnp.take_along_axis(logprobs, targets[:, None], axis=-1)[:, 0]
+  max_logp = alg.max_logprob_from_logp(hidden, weight, targets, logp, 0.7, block_vocab=16)
+  np.testing.assert_allclose(max_logp, logprobs.max(-1), atol=1e-5)
+  mass = alg.minp_logmass_from_logp(hidden, weight, targets, logp, max_logp, 0.05, 0.7,
+                                    block_vocab=16)
+  p = np.exp(np.asarray(logprobs))
+  want = np.log((p * (p >= 0.05 * p.max(-1, keepdims=True))).sum(-1))
+  np.testing.assert_allclose(mass, want, atol=1e-5)
