@@ -130,6 +130,7 @@ def base() -> ml_collections.ConfigDict:
 
   c.sft = ml_collections.ConfigDict()
   c.sft.steps = 0  # supervised warm-start steps before RL (0: none)
+  c.sft.data = config_dict.placeholder(ml_collections.ConfigDict)  # None: the training source
   c.sft.batch_size = 64
   c.sft.micro_batch_size = 0
   c.sft.target = "{answer}"  # formatted with the example's fields, eos appended

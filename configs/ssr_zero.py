@@ -32,7 +32,7 @@ Tags: [abstract] the seed abstract; [recall] not re-checked offline; [this confi
 """
 import ml_collections
 
-from configs import common
+from configs import claims_arith, common
 
 JUDGE = ("Score the following translation on a continuous scale from 0 to 100. A "
          "translation in the wrong language, an irrelevant one or several translations score 0.\n"
@@ -41,6 +41,27 @@ JUDGE = ("Score the following translation on a continuous scale from 0 to 100. A
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  if arg == "arith":  # a tiny regime where judging is learnable
+    c = claims_arith.get_config(None)  # answer warm start of the claims regime [claims_arith]
+    # The warm start also learns to judge: half of its rows are "<a + b = > <candidate> score:"
+    # with target 100 (candidate right) or 0 (a careless carry / borrow slip) [this config].
+    c.sft.data = ml_collections.ConfigDict(dict(
+        source="mixture", seed=0, weights=[1.0, 1.0], sources=[
+            c.data.train.to_dict(),
+            dict(source="judge_pairs", base=c.data.train.to_dict(), seed=0, correct_frac=0.5,
+                 suffix=" score:")]))
+    c.sft.steps = 2000  # two tasks share the warm start: ~1000 steps' worth each [this config]
+    c.episode.name = "self_judge"
+    c.episode.options = ml_collections.ConfigDict(dict(
+        judge_template="{question} {response} score:", judge_samples=1,
+        judge_max_new_tokens=4, score_max=100.0, judge_weight=1.0))
+    c.reward.terms = []  # the self-score is the whole reward; correctness is logged only
+    c.rollout.prompts_per_step = 32  # [this config]
+    c.total_steps = 100  # [this config]
+    c.eval.num_samples = 16  # [this config]
+    c.checkpoint.every = 0
+    return c
+
   c = common.base()
   c.seed = 0
   c.total_steps = 400  # [this config]
@@ -74,5 +95,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         judge_template="{question} {response} score:", judge_samples=2,
         judge_max_new_tokens=4, score_max=100.0, judge_weight=1.0))
   elif arg:
-    raise ValueError(f"configs/ssr_zero.py: unknown argument {arg!r}; use no argument or 'cpu'")
+    raise ValueError(f"configs/ssr_zero.py: unknown argument {arg!r}; use no argument, 'cpu' or "
+                     "'arith'")
   return c

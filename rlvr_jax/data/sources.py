@@ -19,14 +19,19 @@ Sources are built from a config mapping (plain dict or ``ml_collections.ConfigDi
     make_source({'source': 'tfds', 'name': 'gsm8k', 'split': 'train', 'data_dir': '/data/tfds'})
 
 Task families: reasoning-gym (Stojanovski et al., 2025, arXiv:2505.24760) procedural tasks, GSM8K
-and MATH files (see ``rows.py`` for their answer formats), and TFDS ``data_source`` datasets.
+and MATH files (see ``rows.py`` for their answer formats), TFDS ``data_source`` datasets, and
+``judge_pairs`` (scoring questions over an arithmetic source, for self-judging warm starts).
+Wrappers the trainer applies: ``SubsetSource`` (``config.data.rl_size``) and
+``LabelledSplitSource`` (``config.data.labelled_fraction``).
 """
 from __future__ import annotations
 
 import glob
+import hashlib
 import inspect
 import json
 import os
+import re
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -359,7 +364,66 @@ def tfds_source(*, name: str, split: str = "train", data_dir: str | None = None,
     return ListSource(examples, origin + ("" if subset == "all" else f"[{subset}]"), skipped)
 
 
+_TAIL_BINARY = re.compile(r"(\d+)\s*([+-])\s*(\d+)\s*=?\s*$")
+
+
+class JudgePairsSource:
+    """Judging examples made from an ``a + b`` / ``a - b`` source (SSR-Zero's self-judge at tiny
+    scale): row i takes base row i, proposes a candidate answer (the gold one on a fixed
+    ``correct_frac`` of rows, chosen by hashing, else the careless carry / borrow slip of
+    `rlvr_jax.training.sft`, nudged by one when the slip changes nothing) and asks for a score:
+    ``question`` = ``f"{base question} {candidate}{suffix}"``, ``answer`` = ``high`` if the
+    candidate is right else ``low``. ``metadata["reference_target"]`` makes every SFT teacher
+    write the reference answer for these rows."""
+
+    def __init__(self, base, *, seed: int, correct_frac: float, suffix: str, high: str, low: str):
+        if not 0.0 <= float(correct_frac) <= 1.0:
+            raise ValueError(f"judge_pairs correct_frac={correct_frac}: need a value in [0, 1]")
+        self._base = base
+        self._seed, self._frac = int(seed), float(correct_frac)
+        self._suffix, self._high, self._low = suffix, str(high), str(low)
+        self.name = f"judge_pairs({getattr(base, 'name', type(base).__name__)})"
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+    def __getitem__(self, index: int) -> dict:
+        from rlvr_jax.training import sft  # pylint: disable=import-outside-toplevel
+        ex = self._base[int(index)]
+        m = _TAIL_BINARY.search(str(ex["question"]))
+        if m is None:
+            raise ValueError(f"judge_pairs: base row {ex.get('id')!r} question {ex['question']!r} "
+                             "does not end in '<int> + <int>' or '<int> - <int>'")
+        a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
+        gold = a + b if op == "+" else a - b
+        u = int.from_bytes(hashlib.sha256(f"{self._seed}:{index}".encode()).digest()[:8],
+                           "little") / 2.0**64
+        if u < self._frac:
+            candidate = gold
+        else:
+            candidate = sft.careless_add(a, b) if op == "+" else sft.careless_sub(a, b)
+            if candidate == gold:
+                candidate = gold + (1 if (index % 2) else -1)
+        question = f"{str(ex['question']).rstrip()} {candidate}{self._suffix}"
+        label = self._high if candidate == gold else self._low
+        return {"question": question, "answer": label,
+                "metadata": {"reference_target": True, "candidate": str(candidate),
+                             "gold": str(gold)},
+                "task": "judge_pairs", "id": f"judge-{ex.get('id', index)}"}
+
+    def __repr__(self) -> str:
+        return f"JudgePairsSource({self.name}, len={len(self)})"
+
+
+def judge_pairs_source(*, base: Mapping[str, Any], seed: int = 0, correct_frac: float = 0.5,
+                       suffix: str = " score:", high: str = "100", low: str = "0"):
+    """Judging examples over an arithmetic source config ``base`` (see `JudgePairsSource`)."""
+    return JudgePairsSource(make_source(base), seed=seed, correct_frac=correct_frac,
+                            suffix=suffix, high=high, low=low)
+
+
 SOURCES: dict[str, Callable[..., Any]] = {
+    "judge_pairs": judge_pairs_source,
     "reasoning_gym": reasoning_gym_source,
     "mixture": mixture_source,
     "jsonl": jsonl_source,

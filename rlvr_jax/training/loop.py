@@ -386,7 +386,9 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
   if int(cfg.sft.steps) > 0:
     with constraints.use_mesh(mesh, rules):
       params, sft_info = sft.warm_start(
-          params, graphdef=graphdef, cfg=cfg.sft, source=train_source, tokenizer=tokenizer,
+          params, graphdef=graphdef, cfg=cfg.sft,
+          source=(data_lib.make_source(cfg.sft.data) if cfg.sft.get("data") else train_source),
+          tokenizer=tokenizer,
           prompt_fn=prompt_fn, workdir=workdir, seed=cfg.seed, logprob_impl=impl,
           put_batch=put_batch, param_shardings=shardings, replicated=mesh_lib.replicated(mesh),
           log=say, settings=_sft_settings(cfg))

@@ -149,7 +149,15 @@ def make_teacher(cfg: Any) -> Callable[[Mapping[str, Any]], str]:
   options = cfg.get("teacher_options") or {}
   options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
   fn = TEACHERS[name]
-  return lambda example: fn(example, target=cfg.target, **options)
+
+  def teacher(example: Mapping[str, Any]) -> str:
+    # Rows that carry their own supervised target (e.g. judge_pairs) get the reference answer
+    # from every teacher: a careless demonstrator only makes sense for the task it imitates.
+    if (example.get("metadata") or {}).get("reference_target"):
+      return format_target(cfg.target, example)
+    return fn(example, target=cfg.target, **options)
+
+  return teacher
 
 
 def _check_settings(path: str, settings: Mapping[str, Any] | None, directory: str) -> None:

@@ -231,3 +231,39 @@ def test_list_source_returns_copies():
     first["metadata"]["k"] = 2
     assert src[0]["metadata"]["k"] == 1
     assert len(src) == 1
+
+
+def test_judge_pairs_by_hand():
+  base = sources.ListSource([
+      {"question": "Q: 78 + 45 =", "answer": "123", "metadata": {}, "id": "a"},
+      {"question": "Q: 52 - 38 =", "answer": "14", "metadata": {}, "id": "b"},
+      {"question": "Q: 12 + 3 =", "answer": "15", "metadata": {}, "id": "c"}], "toy")
+  wrong = sources.JudgePairsSource(base, seed=0, correct_frac=0.0, suffix=" score:", high="100",
+                                   low="0")
+  # careless: 78 + 45 -> 113 (carries forgotten), 52 - 38 -> 26 (smaller digit from the larger);
+  # 12 + 3 has no carry, so the slip changes nothing and the candidate is nudged to 15 - 1 = 14.
+  assert [wrong[i]["question"] for i in range(3)] == [
+      "Q: 78 + 45 = 113 score:", "Q: 52 - 38 = 26 score:", "Q: 12 + 3 = 14 score:"]
+  assert all(wrong[i]["answer"] == "0" for i in range(3))
+  right = sources.JudgePairsSource(base, seed=0, correct_frac=1.0, suffix=" score:", high="100",
+                                   low="0")
+  assert right[0]["question"] == "Q: 78 + 45 = 123 score:" and right[0]["answer"] == "100"
+  assert right[0]["metadata"]["reference_target"] is True
+  with pytest.raises(ValueError, match="correct_frac=2"):
+    sources.JudgePairsSource(base, seed=0, correct_frac=2, suffix="", high="1", low="0")
+  bad = sources.ListSource([{"question": "what?", "answer": "1", "metadata": {}}], "bad")
+  with pytest.raises(ValueError, match="does not end in"):
+    sources.JudgePairsSource(bad, seed=0, correct_frac=0.5, suffix="", high="1", low="0")[0]  # pylint: disable=expression-not-assigned
+
+
+def test_every_teacher_gives_the_reference_for_rows_that_carry_their_target():
+  import ml_collections  # pylint: disable=import-outside-toplevel
+
+  from rlvr_jax.training import sft  # pylint: disable=import-outside-toplevel
+  cfg = ml_collections.ConfigDict(dict(teacher="careless_arithmetic", target="{answer}",
+                                       teacher_options=dict(error_rate=1.0)))
+  teach = sft.make_teacher(cfg)
+  assert teach({"question": "78 + 45", "answer": "123", "id": "x"}) == "113"  # the slip
+  judged = {"question": "78 + 45 = 113 score:", "answer": "0", "id": "y",
+            "metadata": {"reference_target": True}}
+  assert teach(judged) == "0"  # not parsed as arithmetic, no error
