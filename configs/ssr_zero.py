@@ -24,9 +24,12 @@ Reproduction card
              generation); :cpu runs in ~1 minute on 2 CPU cores.
   expected:  translation quality (COMET / BLEU on WMT) rises with no reference and no external
              reward model.
-  measured:  none yet (the :cpu variant is a 2-step smoke test on the arithmetic task, where the
-             untrained tiny model's self-scores are noise: a pipeline check, not a learnable-judge
-             regime).
+  measured:  tiny regime :arith, seed 0, 100 steps (2-core Xeon, 2026-11-28): the warm start did
+             NOT learn to judge: the self-scores' AUROC against correctness was 0.52 over the first
+             10 steps (0.49 over the last 10), so the reward was noise and held-out greedy accuracy
+             fell 54.7% -> 26.7% (pass@1 46.2% -> 25.0%). A learnable-judge regime is still open
+             (a longer or judge-weighted warm start, or a task whose answers are easier to check
+             than to produce); not tuned further here. The :cpu variant is a 2-step pipeline check.
 
 Tags: [abstract] the seed abstract; [recall] not re-checked offline; [this config] chosen here.
 """

@@ -195,3 +195,31 @@ register_claim(Claim(
     notes="The 'matches full-token training' half is read from the all_tokens arm (rho = 1: every "
           "token, the same loss without a mask). Bare-number answers: the forking tokens are the "
           "digits where the careless warm start hesitates."))
+
+_OFF_POLICY = {"algo.num_minibatches": 4}  # 4 updates per rollout batch: ratios leave 1
+
+register_claim(Claim(
+    name="diversity_preserving_losses",
+    paper="Lp-Reg (2510.03222), ACE (2602.21420), DISPO (2602.00983); catalog 4.4 claim 9",
+    sentence="[paper summaries, catalog 2.3-2.4] Losses that protect low-probability tokens or "
+             "penalise confident errors keep pass@k at large k (and entropy) closer to the base "
+             "model than GRPO at equal pass@1.",
+    config="configs/claims_arith.py",
+    arms={"grpo": dict(_OFF_POLICY),
+          "lp_reg": {**_OFF_POLICY, "algo.loss": "lp_reg",
+                     "algo.loss_options": {"kappa": 0.02, "neg_frac": 0.01, "beta": 1.0}},
+          "ace": {**_OFF_POLICY, "algo.loss": "ace", "algo.loss_options": {"alpha": 1.0}},
+          "dispo_w_up": {**_OFF_POLICY, "algo.loss": "dispo",
+                         "algo.loss_options": {"pos_low": 0.2, "pos_high": 1.0,
+                                               "neg_low": 0.2, "neg_high": 0.28}}},
+    metric=Metric("eval", "pass@64"),
+    expect=("lp_reg", ">", "grpo"),
+    also=(Metric("eval", "pass@1"), Metric("eval", "pass@8"), Metric("eval", "greedy_accuracy"),
+          Metric("train_last", "entropy", window=10)),
+    quick={"total_steps": 3, "eval.size": 4, "eval.num_samples": 64},  # pass@64 needs n = 64
+    quick_config="configs/claims_arith.py:cpu",
+    curves=("accuracy", "entropy", "clip_frac", "response_len"),
+    notes="All arms train off-policy (4 mini-batches per rollout batch) so that DISPO's bounds and "
+          "the clip act. Deciding pair: Lp-Reg vs GRPO on held-out pass@64 (300 problems x 64); "
+          "ACE and DISPO (room for weights up to 2 on correct responses) are read from their own "
+          "numbers against the same GRPO arm. DPH-RL is not implemented yet."))
