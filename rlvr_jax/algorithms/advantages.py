@@ -381,3 +381,42 @@ def entropy_reshaped(rewards, *, group_ids, seq_logp, lengths, alpha: float = 1.
   pos = adv > 0
   return AdvantageOutput(out, {"weight_mean": float(weight.mean()),
                                "weight_pos": float(weight[pos].mean()) if pos.any() else 1.0})
+
+
+@register_advantage("confidence_reweighted")
+def confidence_reweighted(rewards, *, group_ids, seq_logp, lengths, beta: float = 1.0,
+                          std_ddof: int = 1, eps: float = 1e-6):
+  """ProGRPO's Advantage Re-weighting Mechanism, ARM ("Back to Basics: Revisiting Exploration in
+  RL for LLM Reasoning via Generative Probabilities"), as read from its abstract: GRPO advantages
+  whose positive part is spread across the group's correct responses by their confidence, so the
+  most likely correct path is attenuated and under-explored correct paths gain:
+
+      A_i = GRPO advantage (mean / std in the group),
+      c_i = seq_logp_i / |y_i|   (answer confidence: mean log-prob of the sampled tokens),
+      for the rows with A_i > 0:  w_i = n_+ softmax_j(-beta c_j)  (mean 1 over those rows),
+      A'_i = w_i A_i  (rows with A_i <= 0 unchanged).
+
+  The paper also uses the prompt's perplexity; prompt log-probs are not part of the rollout rows
+  here, so that term is left out [inferred from abstract; beta = 1 chosen here]. Metric
+  ``weight_max``: the largest weight given to a correct response.
+  """
+  if float(beta) < 0:
+    raise ValueError(f"confidence_reweighted beta={beta}: need beta >= 0")
+  rewards = np.asarray(rewards, np.float64)
+  group_ids = np.asarray(group_ids)
+  conf = np.asarray(seq_logp, np.float64) / np.maximum(np.asarray(lengths, np.float64), 1.0)
+  adv = np.zeros_like(rewards)
+  weight = np.ones_like(rewards)
+  for g in np.unique(group_ids):
+    rows = np.flatnonzero(group_ids == g)
+    r = rewards[rows]
+    if len(rows) < 2 or np.ptp(r) == 0:
+      continue
+    adv[rows] = (r - r.mean()) / (r.std(ddof=min(int(std_ddof), len(rows) - 1)) + eps)
+    pos = rows[adv[rows] > 0]
+    if len(pos) > 1:
+      logits = -float(beta) * conf[pos]
+      soft = np.exp(logits - logits.max())
+      weight[pos] = len(pos) * soft / soft.sum()
+  return AdvantageOutput((adv * weight).astype(np.float32),
+                         {"weight_max": float(weight.max()) if len(weight) else 1.0})

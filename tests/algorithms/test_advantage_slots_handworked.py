@@ -102,3 +102,21 @@ def test_entropy_reshaped_ear_by_hand():
   with pytest.raises(ValueError, match="w_min=1.5"):
     algorithms.estimate("entropy_reshaped", r, group_ids=np.zeros(4, np.int32), rectangular=4,
                         side=side, options={"w_min": 1.5})
+
+
+def test_confidence_reweighted_arm_by_hand():
+  # Group of 4, rewards [1, 1, 1, 0]: GRPO A = (0.25, 0.25, 0.25, -0.75) / 0.5 = (0.5, 0.5, 0.5, -1.5).
+  # Confidence (mean log-prob) of the correct ones: -0.1, -1.0, -1.0 -> weights 3 softmax(-c):
+  # e^0.1, e^1, e^1 normalised -> the most confident path gets the least.
+  r = np.array([1.0, 1.0, 1.0, 0.0], np.float32)
+  side = dict(seq_logp=np.array([-0.2, -2.0, -3.0, -1.0]), lengths=np.array([2, 2, 3, 1]))
+  adv, metrics = algorithms.estimate("confidence_reweighted", r, group_ids=np.zeros(4, np.int32),
+                                     rectangular=4, side=side, options={})
+  soft = np.exp([0.1, 1.0, 1.0])
+  w = 3 * soft / soft.sum()
+  np.testing.assert_allclose(adv, [0.5 * w[0], 0.5 * w[1], 0.5 * w[2], -1.5], rtol=1e-5)
+  assert adv[0] < 0.5 < adv[1]  # attenuated vs boosted (a flipped sign would invert these)
+  assert metrics["weight_max"] == pytest.approx(w[1])
+  same, _ = algorithms.estimate("confidence_reweighted", r, group_ids=np.zeros(4, np.int32),
+                                rectangular=4, side=side, options={"beta": 0.0})
+  np.testing.assert_allclose(same, [0.5, 0.5, 0.5, -1.5], rtol=1e-5)  # beta 0 is GRPO
