@@ -6,7 +6,9 @@
   policy plays both seats of a text game, SPIRAL-style), ``cross_view`` (Co-Reward: two views of
   each question, each rewarded by the other's majority answer), ``collective_vote`` (RLCCF: the
   policy's samples rewarded by a self-consistency-weighted vote with a frozen peer policy),
-  ``self_judge`` (SSR-Zero: the policy rates its own responses through a judging prompt).
+  ``self_judge`` (SSR-Zero: the policy rates its own responses through a judging prompt),
+  ``rehearsal`` (DPH-RL: prompts the initial policy solves are trained only by a forward-KL /
+  JS penalty on its pre-drawn samples).
 * `RolloutRecord` (record.py): one row per trained sequence, read by everything downstream.
 * `EpisodeContext` (context.py): sample (per-prompt counts, overrides, forced prefixes, behaviour
   log-probs), score (reward terms, token statistics), log-probs (current / reference policy).
@@ -16,8 +18,8 @@
 
 ``docs/adding_a_method.md`` shows how to add each kind with a 20-line example.
 """
-from rlvr_jax.episodes import (collective, cross_view, self_judge, single_turn,  # noqa: F401
-                               two_seat_game, two_turn)
+from rlvr_jax.episodes import (collective, cross_view, rehearsal, self_judge,  # noqa: F401
+                               single_turn, two_seat_game, two_turn)
 from rlvr_jax.episodes.context import EpisodeContext, Samples, Scores
 from rlvr_jax.episodes.record import RolloutRecord, group_index
 from rlvr_jax.episodes.registry import EPISODES, get_episode, register_episode
