@@ -211,7 +211,11 @@ register_claim(Claim(
           "ace": {**_OFF_POLICY, "algo.loss": "ace", "algo.loss_options": {"alpha": 1.0}},
           "dispo_w_up": {**_OFF_POLICY, "algo.loss": "dispo",
                          "algo.loss_options": {"pos_low": 0.2, "pos_high": 1.0,
-                                               "neg_low": 0.2, "neg_high": 0.28}}},
+                                               "neg_low": 0.2, "neg_high": 0.28}},
+          "dph_rl": {**_OFF_POLICY, "episode.name": "rehearsal",
+                     "episode.options": {"rehearsal_samples": 8, "perfect_threshold": 1.0},
+                     "algo.aux_losses": [{"name": "forward_kl", "weight": 1.0,
+                                          "options": {"divergence": "k1", "roles": [1]}}]}},
     metric=Metric("eval", "pass@64"),
     expect=("lp_reg", ">", "grpo"),
     also=(Metric("eval", "pass@1"), Metric("eval", "pass@8"), Metric("eval", "greedy_accuracy"),
@@ -221,5 +225,6 @@ register_claim(Claim(
     curves=("accuracy", "entropy", "clip_frac", "response_len"),
     notes="All arms train off-policy (4 mini-batches per rollout batch) so that DISPO's bounds and "
           "the clip act. Deciding pair: Lp-Reg vs GRPO on held-out pass@64 (300 problems x 64); "
-          "ACE and DISPO (room for weights up to 2 on correct responses) are read from their own "
-          "numbers against the same GRPO arm. DPH-RL is not implemented yet."))
+          "ACE, DISPO (room for weights up to 2 on correct responses) and DPH-RL (forward KL on "
+          "the initial policy's samples of prompts it always solves) are read from their own "
+          "numbers against the same GRPO arm."))

@@ -125,7 +125,7 @@ class EpisodeContext:
     if policy not in ("current", "reference"):
       raise ValueError(f"sample: policy={policy!r}; choose 'current' or 'reference'")
     params = self.params if policy == "current" else self.ref_params
-    if params is None:
+    if policy == "reference" and params is None:
       raise ValueError("sample(policy='reference'): this run keeps no reference policy (set "
                        "needs_reference = True on the episode or config.algo.kl_coef > 0)")
     g = int(self.config.rollout.num_samples) if num_samples is None else int(num_samples)
