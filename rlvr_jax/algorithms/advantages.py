@@ -339,6 +339,23 @@ def role_baseline(rewards, *, group_ids, roles, state, decay: float = 0.95):
   return AdvantageOutput(adv, {f"baseline_role{k}": float(v) for k, v in sorted(base.items())})
 
 
+def _grpo_groups(rewards, group_ids, std_ddof: int, eps: float):
+  """GRPO advantages of ragged groups in numpy (mean / std per group, 0 for a group of one or of
+  equal rewards) and the (rows, advantages) of every group that has spread, for re-weighting."""
+  rewards = np.asarray(rewards, np.float64)
+  group_ids = np.asarray(group_ids)
+  adv = np.zeros_like(rewards)
+  spread = []
+  for g in np.unique(group_ids):
+    rows = np.flatnonzero(group_ids == g)
+    r = rewards[rows]
+    if len(rows) < 2 or np.ptp(r) == 0:
+      continue
+    adv[rows] = (r - r.mean()) / (r.std(ddof=min(int(std_ddof), len(rows) - 1)) + eps)
+    spread.append(rows)
+  return adv, spread
+
+
 @register_advantage("entropy_reshaped")
 def entropy_reshaped(rewards, *, group_ids, seq_logp, lengths, alpha: float = 1.0,
                      w_min: float = 0.5, w_max: float = 2.0, std_ddof: int = 1,
@@ -361,18 +378,10 @@ def entropy_reshaped(rewards, *, group_ids, seq_logp, lengths, alpha: float = 1.
     raise ValueError(f"entropy_reshaped: need 0 < w_min={w_min} <= 1 <= w_max={w_max}")
   if float(alpha) < 0:
     raise ValueError(f"entropy_reshaped alpha={alpha}: need alpha >= 0")
-  rewards = np.asarray(rewards, np.float64)
-  group_ids = np.asarray(group_ids)
   h = -np.asarray(seq_logp, np.float64) / np.maximum(np.asarray(lengths, np.float64), 1.0)
-  adv = np.zeros_like(rewards)
-  weight = np.ones_like(rewards)
-  for g in np.unique(group_ids):
-    rows = np.flatnonzero(group_ids == g)
-    r = rewards[rows]
-    if len(rows) < 2 or np.ptp(r) == 0:
-      continue
-    std = r.std(ddof=min(int(std_ddof), len(rows) - 1))
-    adv[rows] = (r - r.mean()) / (std + eps)
+  adv, spread = _grpo_groups(rewards, group_ids, std_ddof, eps)
+  weight = np.ones_like(adv)
+  for rows in spread:
     mean_h = h[rows].mean()
     if mean_h > 0:
       weight[rows] = np.clip((np.maximum(h[rows], 0.0) / mean_h) ** float(alpha),
@@ -402,17 +411,10 @@ def confidence_reweighted(rewards, *, group_ids, seq_logp, lengths, beta: float 
   """
   if float(beta) < 0:
     raise ValueError(f"confidence_reweighted beta={beta}: need beta >= 0")
-  rewards = np.asarray(rewards, np.float64)
-  group_ids = np.asarray(group_ids)
   conf = np.asarray(seq_logp, np.float64) / np.maximum(np.asarray(lengths, np.float64), 1.0)
-  adv = np.zeros_like(rewards)
-  weight = np.ones_like(rewards)
-  for g in np.unique(group_ids):
-    rows = np.flatnonzero(group_ids == g)
-    r = rewards[rows]
-    if len(rows) < 2 or np.ptp(r) == 0:
-      continue
-    adv[rows] = (r - r.mean()) / (r.std(ddof=min(int(std_ddof), len(rows) - 1)) + eps)
+  adv, spread = _grpo_groups(rewards, group_ids, std_ddof, eps)
+  weight = np.ones_like(adv)
+  for rows in spread:
     pos = rows[adv[rows] > 0]
     if len(pos) > 1:
       logits = -float(beta) * conf[pos]
