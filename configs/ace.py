@@ -19,7 +19,8 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/ace.py:cpu --workdir /tmp/ace
   hardware:  paper: not recalled. Here untested at that size; :cpu runs in ~1 minute on 2 CPU cores.
   expected:  pass@k at large k closer to the base than DAPO's at equal pass@1 (catalog 4.4 #9).
-  measured:  none yet (the :cpu variant is a 2-step smoke test).
+  measured:  tiny regime only: an arm of the claim diversity_preserving_losses (configs/claims_arith.py,
+             3 seeds; README ledger "Claims reproduced"); the :cpu variant is a 2-step smoke test.
 
 Tags: [summary] catalog 2.3's summary of the paper; [this config] chosen here.
 """

@@ -25,7 +25,8 @@ Reproduction card
   hardware:  paper: not recalled. Here untested at that size; :cpu runs in ~1 minute on 2 CPU cores.
   expected:  higher AIME accuracy than CISPO and DAPO; entropy moving with pos_high / pos_low as the
              abstract states (catalog 4.4 #9 tests the direction at tiny scale).
-  measured:  none yet (the :cpu variant is a 2-step smoke test).
+  measured:  tiny regime only: an arm of the claim diversity_preserving_losses (configs/claims_arith.py,
+             3 seeds; README ledger "Claims reproduced"); the :cpu variant is a 2-step smoke test.
 
 Tags: [abstract] the paper's abstract; [inferred from abstract]; [this config] chosen here.
 """

@@ -23,7 +23,8 @@ Reproduction card
   hardware:  paper: not recalled. Here untested at that size (the first epoch also samples pi_0);
              :cpu runs in ~1 minute on 2 CPU cores.
   expected:  pass@k at large k kept near the base while pass@1 improves (catalog 4.4 #9).
-  measured:  none yet (the :cpu variant is a 2-step smoke test).
+  measured:  tiny regime only: an arm of the claim diversity_preserving_losses (configs/claims_arith.py,
+             3 seeds; README ledger "Claims reproduced"); the :cpu variant is a 2-step smoke test.
 
 Tags: [summary] catalog 2.4's summary of the paper; [this config] chosen here.
 """

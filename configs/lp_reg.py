@@ -27,7 +27,8 @@ Reproduction card
              on 2 CPU cores.
   expected:  entropy and pass@k at large k stay closer to the base than under GRPO / DAPO at equal
              pass@1 (catalog 4.4 #9).
-  measured:  none yet (the :cpu variant is a 2-step smoke test).
+  measured:  tiny regime only: an arm of the claim diversity_preserving_losses (configs/claims_arith.py,
+             3 seeds; README ledger "Claims reproduced"); the :cpu variant is a 2-step smoke test.
 
 Tags: [paper] as summarised in catalog.md; [code] the repository as read for catalog.md 2.4;
 [this config] chosen here.
