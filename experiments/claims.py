@@ -225,6 +225,7 @@ def plot_curves(claim, results: dict, path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
+  from rlvr_jax import claims as claims_lib  # pylint: disable=import-outside-toplevel
   keys = list(claim.curves)[:4]
   fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
   for ax, key in zip(axes[0], keys):
@@ -232,7 +233,7 @@ def plot_curves(claim, results: dict, path: str) -> None:
       curves = []
       for seed in res["seeds"].values():
         rows = _read_rows(seed["workdir"])
-        col = key if any(key in r for r in rows) else f"episode/{key}"  # as Metric.value
+        col = claims_lib.column(rows, key)
         curves.append([r.get(col) if isinstance(r.get(col), (int, float)) else np.nan for r in rows])
       if not curves or not min(len(c) for c in curves):
         continue

@@ -267,7 +267,7 @@ def clip_cov(logp, old_logp, advantages, mask, *, batch_stats, ratio=2e-4, cov_l
   cov = jax.lax.stop_gradient(_token_cov(logp, advantages, jnp.ones_like(logp), batch_stats))
   chosen = (cov > cov_low) & (cov < cov_high) & (_pseudo_uniform(old_logp)
                                                    <= batch_stats["u_threshold"])
-  loss = jnp.where(chosen, jax.lax.stop_gradient(loss) * 0.0, loss)
+  loss = jnp.where(chosen, 0.0, loss)  # detached: no value, no gradient
   return loss, {**stats, "ratio": ppo_ratio, "cov_detached": chosen.astype(loss.dtype)}
 
 

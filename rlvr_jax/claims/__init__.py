@@ -20,6 +20,14 @@ import numpy as np
 METRIC_KINDS = ("train_last", "train_change", "eval")
 
 
+def column(rows: Sequence[Mapping[str, Any]], key: str) -> str:
+  """The metrics.jsonl column of ``key``: itself, or ``episode/<key>`` when only an episode logs it
+  (e.g. cross_view's label_accuracy)."""
+  if not any(key in r for r in rows) and any(f"episode/{key}" in r for r in rows):
+    return f"episode/{key}"
+  return key
+
+
 @dataclasses.dataclass(frozen=True)
 class Metric:
   """``kind``: ``train_last`` (mean of metrics.jsonl column ``key`` over the last ``window`` steps),
@@ -48,9 +56,7 @@ class Metric:
       if self.key not in stage:
         raise KeyError(f"eval.json has no {self.stage}[{self.key!r}]; keys: {sorted(stage)}")
       return float(stage[self.key])
-    key = self.key
-    if not any(key in r for r in rows) and any(f"episode/{key}" in r for r in rows):
-      key = f"episode/{key}"  # an episode's statistic (e.g. cross_view's label_accuracy)
+    key = column(rows, self.key)
     values = [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]
     if not values:
       raise KeyError(f"metrics.jsonl has no numeric column {self.key!r}")

@@ -60,7 +60,8 @@ def collective_vote(ctx: EpisodeContext, examples: Sequence[Mapping],
   peer = ctx.sample(prompts, num_samples=peer_samples, policy="reference")
   parse = lambda texts: [rewards_lib.normalize_answer(rewards_lib.extract_answer(t, extract))
                          for t in texts]
-  mine = parse(ctx.decode(s.tokens, s.lengths))
+  texts = ctx.decode(s.tokens, s.lengths)
+  mine = parse(texts)
   theirs = parse(ctx.decode(peer.tokens, peer.lengths))
   rows = [examples[p] for p in s.prompt_index]
   rewards = np.zeros(len(rows), np.float32)
@@ -81,7 +82,6 @@ def collective_vote(ctx: EpisodeContext, examples: Sequence[Mapping],
       hits += label == gold
       own_hits += rewards_lib.majority_answers(a_mine)[0] == gold
       peer_hits += rewards_lib.majority_answers(a_peer)[0] == gold
-  texts = ctx.decode(s.tokens, s.lengths)
   correct = np.asarray(ctx.correct(texts, rows), bool)
   if graded:
     ctx.log("label_accuracy", hits / graded)
@@ -90,8 +90,7 @@ def collective_vote(ctx: EpisodeContext, examples: Sequence[Mapping],
   ctx.log("self_consistency_policy", float(np.mean(sc_mine)))
   ctx.log("self_consistency_peer", float(np.mean(sc_peer)))
   ctx.log("no_label_frac", no_label / max(len(prompts), 1))
-  if ctx.config.reward.correctness and not getattr(getattr(ctx.config, "data", None),
-                                                   "test_time", False):
+  if ctx.grades_training:
     ctx.log("reward_accuracy", float(np.mean((rewards > 0.5) == correct)))
   return RolloutRecord(
       prompts=[prompts[p] for p in s.prompt_index], completions=s.tokens, lengths=s.lengths,

@@ -246,10 +246,16 @@ class EpisodeContext:
     self.reward_metrics.append(metrics)
     return Scores(out_r, out_c, out_t, metrics)
 
+  @property
+  def grades_training(self) -> bool:
+    """Whether training rows can be checked against their labels: a correctness check is
+    configured and the run is not test-time RL (whose training examples carry no labels)."""
+    return bool(self.config.reward.correctness) and not getattr(
+        getattr(self.config, "data", None), "test_time", False)
+
   def correct(self, texts: Sequence[str], examples: Sequence[Mapping]) -> np.ndarray:
     r = self.config.reward
-    # Test-time RL: training examples carry no labels, so no correctness during training.
-    if not r.correctness or getattr(getattr(self.config, "data", None), "test_time", False):
+    if not self.grades_training:
       return np.zeros(len(texts), bool)
     return evaluator.score(texts, examples, reward=r.correctness,
                            reward_options=dict(r.correctness_options or {}),

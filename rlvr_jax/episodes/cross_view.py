@@ -124,8 +124,7 @@ def cross_view(ctx: EpisodeContext, examples: Sequence[Mapping], prompts: Sequen
     ctx.log("label_accuracy_view1", np.mean(hits1))
     ctx.log("label_accuracy_view2", np.mean(hits2))
     ctx.log("label_accuracy", np.mean(hits1 + hits2))  # the key TTRL's runs log too
-  if ctx.config.reward.correctness and not getattr(getattr(ctx.config, "data", None), "test_time",
-                                                   False):
+  if ctx.grades_training:
     # TTRL's collapse detector: does the cross-view reward agree with the ground truth?
     rewarded = np.concatenate([r1.reshape(-1), r2.reshape(-1)]) > 0.5
     ctx.log("reward_accuracy", np.mean(rewarded == np.concatenate([np.asarray(c, bool)

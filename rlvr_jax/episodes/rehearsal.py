@@ -27,6 +27,7 @@ from rlvr_jax.episodes.context import EpisodeContext
 from rlvr_jax.episodes.record import RolloutRecord
 from rlvr_jax.episodes.registry import register_episode
 from rlvr_jax.episodes.selection import example_key
+from rlvr_jax.episodes.single_turn import single_turn
 
 
 @register_episode("rehearsal")
@@ -49,18 +50,9 @@ def rehearsal(ctx: EpisodeContext, examples: Sequence[Mapping], prompts: Sequenc
       rows = np.flatnonzero(ref.prompt_index == j)
       store[keys[q]] = {"pass": float(correct[rows].mean()),
                         "samples": [ref.tokens[i, :ref.lengths[i]].tolist() for i in rows]}
-  s = ctx.sample(prompts, counts=counts)
-  texts = ctx.decode(s.tokens, s.lengths)
-  rows = [examples[p] for p in s.prompt_index]
-  record = RolloutRecord(
-      prompts=[prompts[p] for p in s.prompt_index], completions=s.tokens, lengths=s.lengths,
-      group_ids=s.prompt_index, rewards=np.zeros(len(rows), np.float32),
-      behaviour_logp=s.logprobs, finish=s.finish, examples=rows)
-  scores = ctx.score(texts, rows, group_ids=s.prompt_index, lengths=s.lengths, record=record)
+  record = single_turn(ctx, examples, prompts, counts)  # group id = prompt index
   pef = np.array([store[k]["pass"] >= float(perfect_threshold) for k in keys])
-  record = record.replace(rewards=scores.rewards, correct=scores.correct,
-                          token_rewards=scores.token_rewards, valid=~pef[s.prompt_index])
-  parts = [record]
+  parts = [record.replace(valid=~pef[record.group_ids])]
   extra = 0
   for q in np.flatnonzero(pef):
     samples = store[keys[q]]["samples"]

@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from rlvr_jax.rewards.extract import extract_answer, normalize_answer
-from rlvr_jax.rewards.registry import RewardConfigError, RewardOutput, register_reward
+from rlvr_jax.rewards.registry import REWARDS, RewardConfigError, RewardOutput, register_reward
 
 
 def majority_answers(answers: Sequence[str | None]) -> tuple[str | None, int]:
@@ -189,7 +189,6 @@ def trapo_reward(
   gold, over groups that have one) and ``labelled_frac`` (labelled groups / groups).
   Rows need the ``labelled`` flag (``config.data.labelled_fraction`` adds it).
   """
-  from rlvr_jax.rewards.registry import REWARDS  # pylint: disable=import-outside-toplevel
   n = len(completions)
   if group_size is None or group_size < 1 or n % group_size:
     raise RewardConfigError(f"group_size={group_size} does not divide {n} completions")

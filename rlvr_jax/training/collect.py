@@ -63,10 +63,8 @@ def audit_test_time(env: Any, ctx: context_lib.EpisodeContext, record: RolloutRe
   correctness check is configured or a row has no labelled counterpart.
   """
   r = env.cfg.reward
-  if not r.correctness or record.examples is None:
+  if not r.correctness or record.examples is None or env.audit_gold is None:
     return {}
-  if env.audit_gold is None:
-    env.audit_gold = {selection.example_key(ex): ex for ex in env.eval_examples}
   gold = [env.audit_gold.get(selection.example_key(ex)) for ex in record.examples]
   if any(g is None for g in gold):
     return {}
@@ -123,7 +121,7 @@ def collect(env: Any, state: Any, rng: np.random.Generator) -> tuple[RolloutReco
     if not isinstance(record, RolloutRecord):
       raise TypeError(f"episode {env.cfg.episode.name!r} returned {type(record).__name__}, not a "
                       "RolloutRecord")
-    if env.cfg.data.get("test_time"):
+    if env.audit_gold is not None:
       audits.append(audit_test_time(env, ctx, record))
     spread_free = selection.group_spread(record, "reward")  # [N] per row: its group's flag
     first_rows = np.unique(record.group_ids, return_index=True)[1]

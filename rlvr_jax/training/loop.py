@@ -431,7 +431,9 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
       rl_update=rl_update,
       logprob_jit=constraints.under_mesh(step_lib.batch_logprobs, mesh, rules),
       token_stats_jit=constraints.under_mesh(step_lib.batch_token_stats, mesh, rules),
-      it=it, ckpt=ckpt, **parts)
+      it=it, ckpt=ckpt,
+      audit_gold=({selection.example_key(ex): ex for ex in eval_examples}
+                  if cfg.data.get("test_time") else None), **parts)
   env.eval_kwargs = dict(eval_options(cfg, tokenizer, prompt_fn), generate_fn=sampler.generate)
   env.writer = metrics_lib.MetricsWriter(workdir, total_steps=total_steps, enabled=primary,
                                          progress_bar=bool(cfg.log.progress_bar))

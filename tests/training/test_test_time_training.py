@@ -80,9 +80,9 @@ def test_audit_metrics_by_hand():
   cfg = ml_collections.ConfigDict(dict(reward=dict(
       correctness="exact_match", correctness_options=dict(extract="none"), threshold=1.0,
       label_free_threshold=0.5)))
-  env = types.SimpleNamespace(cfg=cfg, audit_gold=None, eval_examples=[
-      {"id": "a", "question": "1+2", "answer": "3", "metadata": {}},
-      {"id": "b", "question": "2+2", "answer": "4", "metadata": {}}])
+  env = types.SimpleNamespace(cfg=cfg, audit_gold={  # as loop.setup builds it (keys: row ids)
+      "a": {"id": "a", "question": "1+2", "answer": "3", "metadata": {}},
+      "b": {"id": "b", "question": "2+2", "answer": "4", "metadata": {}}})
   texts = ["3", "3", "5", "5", "5", "4"]  # group a: vote 3 (right); group b: vote 5 (wrong)
   ctx = types.SimpleNamespace(decode=lambda tokens, lengths: texts)
   unlabelled = [{"id": "a", "question": "1+2", "answer": ""}] * 3 + \

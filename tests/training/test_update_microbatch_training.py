@@ -81,6 +81,19 @@ def test_rl_update_is_invariant_to_micro_batch_size(name):
 # --- The 80/20 forking-token loss: its entropy quantile is over the whole mini-batch ---
 
 
+def _update_whole_and_split(graphdef, params, rows, spec):
+  """One SGD rl_update with 1 and with 4 micro-batches: {num_micro: (param leaves, metrics)}."""
+  tx = optax.sgd(0.5)
+  update = step_lib.jit_update(step_lib.rl_update)
+  out = {}
+  for num_micro in (1, 4):
+    p = jax.tree.map(jnp.copy, params)
+    new, _, metrics = update(p, tx.init(p), {k: jnp.asarray(v) for k, v in rows.items()},
+                             graphdef=graphdef, tx=tx, spec=spec, num_micro=num_micro)
+    out[num_micro] = ([np.asarray(x) for x in jax.tree.leaves(new)], jax.device_get(metrics))
+  return out
+
+
 def test_prepare_statistic_is_over_the_mini_batch_not_the_micro_batch():
   graphdef, params, rows = _setup()
   spec = step_lib.LossSpec(loss="forking_tokens", agg_mode="token-mean", on_policy=False,
@@ -91,14 +104,7 @@ def test_prepare_statistic_is_over_the_mini_batch_not_the_micro_batch():
   valid = np.sort(ent[mask > 0])
   want = valid[int(np.floor(0.8 * (valid.size - 1)))]  # the quantile over all 16 rows' tokens
   kept_frac = float((ent[mask > 0] >= want).mean())
-  tx = optax.sgd(0.5)
-  update = step_lib.jit_update(step_lib.rl_update)
-  out = {}
-  for num_micro in (1, 4):
-    p = jax.tree.map(jnp.copy, params)
-    new, _, metrics = update(p, tx.init(p), {k: jnp.asarray(v) for k, v in rows.items()},
-                             graphdef=graphdef, tx=tx, spec=spec, num_micro=num_micro)
-    out[num_micro] = ([np.asarray(x) for x in jax.tree.leaves(new)], jax.device_get(metrics))
+  out = _update_whole_and_split(graphdef, params, rows, spec)
   # "forking_kept" is the token mean of the mask: with a per-micro-batch quantile it would differ.
   for num_micro in (1, 4):
     np.testing.assert_allclose(out[num_micro][1]["forking_kept"], kept_frac, rtol=1e-5)
@@ -127,14 +133,7 @@ def test_covariance_losses_select_over_the_mini_batch(loss, options):
   graphdef, params, rows = _setup()
   spec = step_lib.LossSpec(loss=loss, agg_mode="token-mean", on_policy=False,
                            loss_options=options)
-  tx = optax.sgd(0.5)
-  update = step_lib.jit_update(step_lib.rl_update)
-  out = {}
-  for num_micro in (1, 4):
-    p = jax.tree.map(jnp.copy, params)
-    new, _, metrics = update(p, tx.init(p), {k: jnp.asarray(v) for k, v in rows.items()},
-                             graphdef=graphdef, tx=tx, spec=spec, num_micro=num_micro)
-    out[num_micro] = ([np.asarray(x) for x in jax.tree.leaves(new)], jax.device_get(metrics))
+  out = _update_whole_and_split(graphdef, params, rows, spec)
   key = "cov_detached" if loss == "clip_cov" else "cov_penalised"
   assert out[1][1][key] > 0
   np.testing.assert_allclose(out[1][1][key], out[4][1][key], rtol=1e-6)
