@@ -28,17 +28,30 @@ import jax.numpy as jnp
 from absl import logging
 from jaxtyping import Array, Float, Int
 
-from rlvr_jax.kernels.logprob import pallas_mosaic_gpu, pallas_tpu, reference, xla
+from rlvr_jax.kernels.logprob import reference, xla
 
 LogprobFn = Callable[..., tuple[Array, Array]]
+
+
+# The Pallas modules import their backend's Pallas dialect (Mosaic GPU alone costs ~0.2 s), so they
+# are imported on first use: a CPU run never pays for them.
+def _pallas_tpu(*args, interpret: bool = False):
+  from rlvr_jax.kernels.logprob import pallas_tpu
+  return pallas_tpu.logprob_pallas_tpu(*args, interpret=interpret)
+
+
+def _pallas_mosaic_gpu(*args):
+  from rlvr_jax.kernels.logprob import pallas_mosaic_gpu
+  return pallas_mosaic_gpu.logprob_pallas_mosaic_gpu(*args)
+
 
 # Flat registry: name -> fn(hidden, weight, targets, temperature) -> (logp, entropy).
 IMPLEMENTATIONS: dict[str, LogprobFn] = {
     "reference": reference.logprob_reference,
     "xla": xla.logprob_xla,
-    "pallas_tpu": pallas_tpu.logprob_pallas_tpu,
-    "pallas_tpu_interpret": lambda *a: pallas_tpu.logprob_pallas_tpu(*a, interpret=True),
-    "pallas_mosaic_gpu": pallas_mosaic_gpu.logprob_pallas_mosaic_gpu,
+    "pallas_tpu": _pallas_tpu,
+    "pallas_tpu_interpret": lambda *a: _pallas_tpu(*a, interpret=True),
+    "pallas_mosaic_gpu": _pallas_mosaic_gpu,
 }
 REQUESTS = (None, "reference", "xla", "pallas")
 
@@ -69,6 +82,7 @@ def select_implementation(implementation: str | None, backend: str, hidden_shape
       _log_once("GPU: using 'xla' (as fast as the Mosaic GPU forward on an H200; "
                 "implementation='pallas' uses the Mosaic forward on Hopper).")
       return "xla"
+    from rlvr_jax.kernels.logprob import pallas_mosaic_gpu
     reason = pallas_mosaic_gpu.unsupported_reason(hidden_shape, weight_shape, dtype)
     if reason is not None:
       _log_once(f"GPU: Mosaic GPU kernel unavailable ({reason}); falling back to 'xla'.")

@@ -27,7 +27,6 @@ from typing import Any, Sequence
 
 import numpy as np
 from jaxtyping import Bool, Float, Int
-from scipy import signal, stats
 
 
 def pass_at_k(num_samples: Int[np.ndarray, "P"] | int, num_correct: Int[np.ndarray, "P"] | int,
@@ -128,6 +127,8 @@ def expected_vote_accuracy(counts: Sequence[int], is_correct: Sequence[bool], ab
     truncated at x votes that also counts ties (column t of the [s, t] table), each tie dividing
     the win by (t + 1). Cost ~ sum over x of (n / x) convolutions: fine for n up to a few hundred.
     """
+    from scipy import signal, stats  # here, not at the top: scipy.stats costs ~0.3 s to import
+
     counts = np.asarray(counts, np.int64)
     n = int(counts.sum()) + int(abstain)
     if not 1 <= k <= n:
