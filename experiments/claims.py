@@ -33,6 +33,8 @@ from typing import Any
 
 from absl import app, flags, logging
 
+from rlvr_jax import optional
+
 _CLAIM = flags.DEFINE_string("claim", None, "name of the claim (see --list)")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "seeds per arm (0, 1, ... seeds - 1)")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/rlvr_claims", "root of the runs and summaries")
@@ -221,7 +223,7 @@ def _commit() -> str:
 
 def plot_curves(claim, results: dict, path: str) -> None:
   """Per curve key one panel: the mean over seeds of each arm with a +-1 standard error band."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib = optional.require("matplotlib", "plots")
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
@@ -256,7 +258,7 @@ def plot_curves(claim, results: dict, path: str) -> None:
 
 
 def plot_passk(results: dict, path: str) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib = optional.require("matplotlib", "plots")
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel

@@ -46,6 +46,8 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from rlvr_jax import optional
+
 DEFAULT_SIZE = 200
 
 
@@ -265,7 +267,7 @@ def passk_curve(record: dict) -> tuple[list[int], list[float]]:
 
 def plot_passk_curves(paths: list[str], out: str) -> str:
   """pass@k against k (log2 axis) of several eval jsons on one figure, each labelled by its tag."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib = optional.require("matplotlib", "plots")
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   if not paths:

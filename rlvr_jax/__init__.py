@@ -1,5 +1,8 @@
 """rlvr_jax: RL with verifiable rewards and self-play post-training of language models, in JAX.
 
+``__version__`` below is the one place the version is written (pyproject.toml reads it; CHANGELOG.md
+says what changed; the README ledger names the version each result was measured with).
+
 Running from a checkout. setup.py installs the top-level ``kernels/`` folder as ``rlvr_jax.kernels``,
 and an editable install maps that name with its own finder. Imported straight from a checkout
 (``PYTHONPATH=<checkout>``, or ``python -m experiments.run`` at the repository root after a
@@ -14,6 +17,8 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+
+__version__ = "0.2.0"
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(_PACKAGE_DIR)
@@ -34,12 +39,12 @@ class _CheckoutKernelsFinder(importlib.abc.MetaPathFinder):
 
 
 def _from_checkout() -> bool:
-    # setup.py beside kernels/ marks a checkout: an installed rlvr_jax has its own kernels/ and a
+    # pyproject.toml beside kernels/ marks a checkout: an installed rlvr_jax has its own kernels/ and a
     # site-packages/kernels/ next to it would be the unrelated PyPI package of that name.
     return (
         not os.path.isdir(os.path.join(_PACKAGE_DIR, "kernels"))
         and os.path.isfile(os.path.join(_CHECKOUT_KERNELS, "__init__.py"))
-        and os.path.isfile(os.path.join(_ROOT, "setup.py"))
+        and os.path.isfile(os.path.join(_ROOT, "pyproject.toml"))
     )
 
 

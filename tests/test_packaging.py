@@ -1,6 +1,8 @@
-"""Packaging: declared jax / flax ranges against known broken pairs, and imports from a checkout.
+"""Packaging: declared jax / flax ranges against known broken pairs, the package layout, the version,
+and imports from a checkout.
 
-setup.py is executed with ``setuptools.setup`` replaced by a recorder (offline, no build). The import
+Dependencies are read from pyproject.toml; setup.py (the package layout) is executed with
+``setuptools.setup`` replaced by a recorder (offline, no build). The import
 tests run in subprocesses with the editable install's finder removed from ``sys.meta_path``, so
 ``rlvr_jax`` comes from ``PYTHONPATH`` alone, as after a non-editable install shadowed by the checkout.
 """
@@ -11,6 +13,7 @@ import runpy
 import subprocess
 import sys
 import textwrap
+import tomllib
 
 import pytest
 import setuptools
@@ -39,6 +42,14 @@ _NO_EDITABLE = ("import sys\n"
 
 @pytest.fixture(scope="module")
 def declared():
+    """pyproject.toml's dependencies as {"install_requires": [...], "extras_require": {...}}."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {"install_requires": project["dependencies"],
+            "extras_require": project["optional-dependencies"]}
+
+
+@pytest.fixture(scope="module")
+def layout():
     """The keyword arguments setup.py passes to ``setuptools.setup``."""
     recorded = {}
     original, cwd = setuptools.setup, os.getcwd()
@@ -78,6 +89,25 @@ def _accelerator_extras(declared):
     names = {pkg for (pkg_a, _), (pkg_b, _), _ in KNOWN_BROKEN for pkg in (pkg_a, pkg_b)}
     return {extra: reqs for extra, reqs in declared["extras_require"].items()
             if any(canonicalize_name(Requirement(r).name) in names for r in reqs)}
+
+
+def test_layout_installs_kernels_inside_rlvr_jax(layout):
+    assert layout["package_dir"] == {"rlvr_jax": "rlvr_jax", "rlvr_jax.kernels": "kernels"}
+    assert {"rlvr_jax", "rlvr_jax.training", "rlvr_jax.kernels", "rlvr_jax.kernels.logprob"} <= set(
+        layout["packages"])
+    assert not any(p == "kernels" or p.startswith(("kernels.", "configs", "experiments"))
+                   for p in layout["packages"])
+
+
+def test_version_has_one_source():
+    import rlvr_jax
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["dynamic"] == ["version"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "rlvr_jax.__version__"}
+    assert Version(rlvr_jax.__version__) >= Version("0.2.0")
+    assert f"## {rlvr_jax.__version__}" in (ROOT / "CHANGELOG.md").read_text()
+    citation = (ROOT / "CITATION.cff").read_text()
+    assert f'version: "{rlvr_jax.__version__}"' in citation
 
 
 def test_extras_exclude_known_broken_pairs(declared):

@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from absl import logging
 
+from rlvr_jax import optional
 from rlvr_jax.data import rows as rows_lib
 
 
@@ -346,7 +347,7 @@ def tfds_source(*, name: str, split: str = "train", data_dir: str | None = None,
     ``eval_split`` names the split ``make_eval_source`` uses for held-out evaluation.
     """
     del eval_split  # only read by heldout.make_eval_source
-    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    tfds = optional.require("tensorflow_datasets", f"data source 'tfds' ({name})")
 
     if builder_dir is not None:
         data = tfds.builder_from_directory(builder_dir).as_data_source(split=split)

@@ -602,7 +602,10 @@ def finish(env: Env, state: RunState, before: dict | None, train_time: float) ->
     env.writer.write_summary("eval", summary, env.workdir)
     jsonl = os.path.join(env.workdir, "metrics.jsonl")
     if os.path.exists(jsonl) and os.path.getsize(jsonl):
-      metrics_lib.plot_metrics(jsonl, os.path.join(env.workdir, "metrics.png"))
+      try:
+        metrics_lib.plot_metrics(jsonl, os.path.join(env.workdir, "metrics.png"))
+      except ImportError as e:  # matplotlib is an extra; metrics.jsonl has the same numbers
+        logging.warning("no metrics.png: %s", e)
   # Every process takes part in gathering sharded params; process 0 writes them.
   params = state.params
   export_params = multihost.to_host(params) if cfg.export_hf and jax.process_count() > 1 else params

@@ -14,8 +14,9 @@ import time
 from typing import Any, Mapping
 
 import numpy as np
+from absl import logging
 
-from rlvr_jax import sampling
+from rlvr_jax import optional, sampling
 
 # Keys shown on the one-line summary, in order, with their short labels and formats.
 _LINE_KEYS = (
@@ -76,6 +77,8 @@ class MetricsWriter:
         from tensorboardX import SummaryWriter
         self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
       except ImportError:  # optional dependency; the jsonl file has everything
+        logging.warning("tensorboardX is not installed: no tensorboard/ logs (metrics.jsonl has "
+                        "every value; pip install 'rlvr_jax[tensorboard]' for them)")
         self._tb = None
     # A bar only helps a person watching a terminal; in logs (CI, SLURM) it is noise.
     if progress_bar and total_steps and sys.stderr.isatty():
@@ -137,7 +140,7 @@ def read_jsonl(path: str) -> list[dict]:
 def plot_metrics(jsonl_path: str, png_path: str,
                  keys: tuple[str, ...] = ("reward_mean", "accuracy", "entropy", "response_len")) -> str:
   """Plots the given metrics over steps into one PNG (2x2 panels)."""
-  import matplotlib
+  matplotlib = optional.require("matplotlib", "the metrics plot")
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
