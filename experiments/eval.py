@@ -18,7 +18,10 @@ Writes ``<out>/eval_<tag>.json`` (``<out>``: ``--workdir``, else the run directo
 checkpoint, else the checkpoint directory) and prints a table. The json keeps the per-problem
 results (``per_problem``: problem ids, correct counts of the n samples, greedy verdicts; lists of
 numbers on one line each) for later comparisons; ``--entropy`` adds ``eval_token_entropy``, the
-policy's mean token entropy (nats) on its sampled completions at the eval temperature.
+policy's mean token entropy (nats) on its sampled completions at the eval temperature. Beside it,
+``<out>/eval_<tag>_samples.jsonl`` holds every completion (greedy and sampled), one JSON object per
+line: problem id, prompt, gold, completion, extracted answer, the correctness reward's value and the
+verdict, for reading which problems changed or rescoring with another harness (docs/evaluation.md).
 
 Against a base model (``rlvr_jax.eval.metrics``: per-problem change, winner-take-all split); the
 run's own ``eval_before.json`` (the policy before RL, same problems) serves as a base too:
@@ -164,13 +167,16 @@ def evaluate(cfg, *, workdir: str | None = None, checkpoint: str | None = None,
   model, source, step = load_policy(cfg, workdir=workdir, checkpoint=checkpoint, step=step,
                                     vocab_size=tokenizer.vocab_size, warm_start=warm_start)
   tag = tag or ("warm_start" if warm_start else None)
-  result = evaluator.evaluate(model, tokenizer, examples, seed=int(cfg.seed), entropy=entropy,
-                              **loop.eval_options(cfg, tokenizer, prompt_fn))
   tag = tag or (f"step{step}" if step is not None else os.path.basename(os.path.normpath(source)))
+  os.makedirs(out_dir, exist_ok=True)
+  samples_path = os.path.join(out_dir, f"eval_{tag}_samples.jsonl")
+  result = evaluator.evaluate(model, tokenizer, examples, seed=int(cfg.seed), entropy=entropy,
+                              samples_path=samples_path,
+                              **loop.eval_options(cfg, tokenizer, prompt_fn))
   record = {"tag": tag, "checkpoint": source, "step": step, "num_problems": len(examples),
             "num_samples": int(cfg.eval.num_samples), "temperature": float(cfg.eval.temperature),
             "top_p": float(cfg.eval.top_p), "max_new_tokens": int(cfg.rollout.max_new_tokens),
-            "time_s": time.time() - t0, **result}
+            "time_s": time.time() - t0, "samples": os.path.basename(samples_path), **result}
   if base_record is not None:
     record["vs_base"] = vs_base(base_record, record, base)
   os.makedirs(out_dir, exist_ok=True)

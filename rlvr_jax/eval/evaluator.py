@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -34,15 +35,48 @@ def decode_completions(tokenizer: Any, tokens: np.ndarray, lengths: np.ndarray) 
           for i in range(tokens.shape[0])]
 
 
-def score(completions: Sequence[str], examples: Sequence[Mapping], *, reward: str,
-          reward_options: Mapping[str, Any] | None = None, threshold: float = 1.0) -> np.ndarray:
-  """Boolean correctness [N] of completions against their examples' gold answers."""
+def reward_values(completions: Sequence[str], examples: Sequence[Mapping], *, reward: str,
+                  reward_options: Mapping[str, Any] | None = None) -> np.ndarray:
+  """The correctness reward's raw values [N] (float32; NaN marks an item that failed or timed out)."""
   if reward not in rewards_lib.REWARDS:
     raise ValueError(f"eval correctness reward {reward!r} is not registered; "
                      f"choose one of {sorted(rewards_lib.REWARDS)}")
   out = rewards_lib.REWARDS[reward](list(completions), list(examples), **dict(reward_options or {}))
-  values = np.asarray(out.scores if isinstance(out, rewards_lib.RewardOutput) else out, np.float32)
+  return np.asarray(out.scores if isinstance(out, rewards_lib.RewardOutput) else out, np.float32)
+
+
+def is_correct(values: np.ndarray, threshold: float = 1.0) -> np.ndarray:
   return np.nan_to_num(values, nan=0.0) >= threshold - 1e-6  # NaN marks a failed item: incorrect
+
+
+def score(completions: Sequence[str], examples: Sequence[Mapping], *, reward: str,
+          reward_options: Mapping[str, Any] | None = None, threshold: float = 1.0) -> np.ndarray:
+  """Boolean correctness [N] of completions against their examples' gold answers."""
+  return is_correct(reward_values(completions, examples, reward=reward,
+                                  reward_options=reward_options), threshold)
+
+
+def write_samples(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
+  """One JSON object per line, written to ``path + ".tmp"`` and renamed (never half-written)."""
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+  os.replace(path + ".tmp", path)
+
+
+def _sample_rows(kind: str, examples: Sequence[Mapping], prompt_texts: Sequence[str],
+                 texts: Sequence[str], values: np.ndarray, correct: np.ndarray,
+                 answer_extractor: str, per_problem: int) -> list[dict]:
+  rows = []
+  for j, text in enumerate(texts):
+    i = j // per_problem
+    answer = rewards_lib.extract_answer(text, answer_extractor)
+    rows.append({"problem_id": problem_id(examples[i]), "kind": kind, "sample": j % per_problem,
+                 "prompt": prompt_texts[i], "gold": str(examples[i].get("answer", "")),
+                 "completion": text, "extracted_answer": answer,
+                 "score": None if np.isnan(values[j]) else float(values[j]),
+                 "correct": bool(correct[j])})
+  return rows
 
 
 def generate_all(model: Any, prompts: Sequence[Sequence[int]], *, batch_size: int,
@@ -119,7 +153,8 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Mapping], *,
              reward_options: Mapping[str, Any] | None = None, threshold: float = 1.0,
              answer_extractor: str = "auto", batch_size: int = 64, seed: int = 0,
              greedy: bool = True, generate_fn: Callable | None = None,
-             entropy: bool = False, steps_ok_fn: Callable | None = None) -> dict:
+             entropy: bool = False, steps_ok_fn: Callable | None = None,
+             samples_path: str | None = None) -> dict:
   """Greedy accuracy and pass@k / maj@k (k up to ``num_samples``) on ``examples``.
 
   ``prompt_fn(example) -> token ids`` applies the run's template and tokenizer, so evaluation sees
@@ -127,7 +162,9 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Mapping], *,
   passes ``parallel.MeshSampler.generate`` to sample under its mesh). ``entropy=True`` adds
   ``eval_token_entropy`` (``sampled_token_entropy``; one extra forward per batch).
   ``steps_ok_fn(completions, examples) -> bool [N]``, a task's reasoning-step checker, adds
-  ``cot_pass@k`` (``passk.summarize(steps_ok=...)``).
+  ``cot_pass@k`` (``passk.summarize(steps_ok=...)``). ``samples_path``: a JSONL file to write with
+  one row per completion (greedy and sampled): problem id, prompt, gold, completion, extracted
+  answer, the correctness reward's value and the verdict (``_sample_rows``).
 
   ``per_problem`` in the result: ``problem_ids`` [P] (``problem_id``), and ``num_samples`` with
   ``correct_counts`` [P] when sampling, ``greedy_correct`` [P] (0 / 1) when greedy.
@@ -138,13 +175,19 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Mapping], *,
   gen = dict(max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=tokenizer.pad_id,
              generate_fn=generate_fn)
   result: dict[str, Any] = {}
+  samples: list[dict] = []
+  prompt_texts = ([tokenizer.decode(list(p), skip_special_tokens=False) for p in prompts]
+                  if samples_path else [])
   greedy_correct = None
   if greedy:
     toks, lens = generate_all(model, prompts, batch_size=batch_size, num_samples=1,
                               temperature=0.0, seed=seed, **gen)
     texts = decode_completions(tokenizer, toks, lens)
-    greedy_correct = score(texts, examples, reward=reward, reward_options=reward_options,
-                           threshold=threshold)
+    values = reward_values(texts, examples, reward=reward, reward_options=reward_options)
+    greedy_correct = is_correct(values, threshold)
+    if samples_path:
+      samples += _sample_rows("greedy", examples, prompt_texts, texts, values, greedy_correct,
+                              answer_extractor, 1)
     result["greedy_response_len"] = float(np.mean(lens))
   correct = answers = steps_ok = None
   if num_samples > 0:
@@ -154,8 +197,12 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Mapping], *,
                               **gen)
     texts = decode_completions(tokenizer, toks, lens)
     rep = [ex for ex in examples for _ in range(num_samples)]
-    correct = score(texts, rep, reward=reward, reward_options=reward_options,
-                    threshold=threshold).reshape(len(examples), num_samples)
+    values = reward_values(texts, rep, reward=reward, reward_options=reward_options)
+    flat_correct = is_correct(values, threshold)
+    if samples_path:
+      samples += _sample_rows("sampled", examples, prompt_texts, texts, values, flat_correct,
+                              answer_extractor, num_samples)
+    correct = flat_correct.reshape(len(examples), num_samples)
     answers = [[rewards_lib.normalize_answer(rewards_lib.extract_answer(t, answer_extractor))
                 for t in texts[i * num_samples:(i + 1) * num_samples]] for i in range(len(examples))]
     if steps_ok_fn is not None:
@@ -184,6 +231,8 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Mapping], *,
   if greedy_correct is not None:
     per_problem["greedy_correct"] = np.asarray(greedy_correct).astype(int).tolist()
   result["per_problem"] = per_problem
+  if samples_path:
+    write_samples(samples_path, samples)
   result["temperature"] = float(temperature)
   result["eval_time_s"] = time.time() - t0
   logging.info("eval on %d problems: %s", len(examples),

@@ -31,20 +31,49 @@ def _init_math_worker() -> None:
 
   # We pass timeout=None to math-verify (the pool enforces the timeout); silence its warning.
   py_logging.getLogger("math_verify").setLevel(py_logging.ERROR)
+  # The open_r1 preset passes equations=True as open-r1 does; latex2sympy2_extended warns on every
+  # call that the flag is deprecated (it still applies it).
+  py_logging.getLogger("latex2sympy2_extended").setLevel(py_logging.ERROR)
 
 
 def _as_latex(text: str) -> str:
   return text if ("$" in text or "\\boxed" in text or "\\(" in text) else f"${text}$"
 
 
-def math_verify_task(gold: str, prediction: str, from_span: bool) -> bool:
-  """Runs in a pool worker: ``verify(parse(gold), parse(prediction))``.
+# math-verify parse settings by name. "default": math-verify's own defaults (LaTeX and plain
+# expressions, last match). "open_r1": the configuration open-r1's and TRL's accuracy rewards use:
+# the gold parsed with the defaults at first match; the completion parsed as LaTeX only, \boxed{}
+# tried first, no match without an anchor (a bare trailing number does not count), malformed
+# operators not repaired, first match.
+MATH_VERIFY_PRESETS = ("default", "open_r1")
+
+
+def _open_r1_prediction_config():
+  from latex2sympy2_extended import NormalizationConfig
+  from math_verify import LatexExtractionConfig
+
+  return [LatexExtractionConfig(
+      normalization_config=NormalizationConfig(nits=False, malformed_operators=False,
+                                               basic_latex=True, equations=True, boxed="all",
+                                               units=True),
+      boxed_match_priority=0, try_extract_without_anchor=False)]
+
+
+def math_verify_task(gold: str, prediction: str, from_span: bool, preset: str = "default") -> bool:
+  """Runs in a pool worker: ``verify(parse(gold), parse(prediction))`` under ``preset``.
 
   ``from_span``: the prediction is an extracted answer span, tried as LaTeX (``$..$``) first and
   then as plain text; otherwise it is a whole completion that math-verify searches itself.
   """
   from math_verify import parse, verify
 
+  if preset == "open_r1":
+    gold_parsed = parse(gold, extraction_mode="first_match", parsing_timeout=None)
+    if not gold_parsed:
+      raise ValueError(f"gold answer {gold!r} does not parse")
+    pred_parsed = parse(prediction, extraction_config=_open_r1_prediction_config(),
+                        extraction_mode="first_match", parsing_timeout=None)
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
   gold_parsed = parse(_as_latex(gold), parsing_timeout=None)
   if not gold_parsed:
     raise ValueError(f"gold answer {gold!r} does not parse")
@@ -65,26 +94,35 @@ def math_verify_reward(
     correct: float = 1.0,
     incorrect: float = 0.0,
     num_workers: int | None = None,
+    preset: str = "default",
 ) -> RewardOutput:
   """Math answer verification with math-verify (HF, ``verify(parse(gold), parse(pred))``).
 
-  The answer span is the last ``<answer>`` block when present (math-verify does not look inside
-  tags), else the whole completion (math-verify finds the last ``\\boxed{}`` / expression itself).
+  ``preset="default"``: the answer span is the last ``<answer>`` block when present (math-verify
+  does not look inside tags), else the whole completion (math-verify finds the last ``\\boxed{}`` /
+  expression itself). ``preset="open_r1"``: open-r1's and TRL's settings (``MATH_VERIFY_PRESETS``):
+  the whole completion, boxed-first LaTeX extraction, no string-equality shortcut, so scores are
+  comparable with theirs.
   Scores ``correct`` / ``incorrect`` (DAPO uses +1 / -1, ``math_dapo.compute_score``). Items whose
   normalised answer string equals the gold are scored without the pool; the rest run in a shared
   process pool (``pool.get_pool("math_verify")``) with a ``timeout`` in seconds per item; a timeout
   or error scores NaN (0 and counted by ``compute_rewards``) and is counted in ``reward_timeout``.
   """
+  if preset not in MATH_VERIFY_PRESETS:
+    raise RewardConfigError(f"math_verify: preset={preset!r} is not one of {MATH_VERIFY_PRESETS}")
   n = len(completions)
   scores = np.full(n, np.nan, np.float32)
-  tasks: dict[tuple[str, str, bool], list[int]] = {}
+  tasks: dict[tuple[str, str, bool, str], list[int]] = {}
   for i, (text, example) in enumerate(zip(completions, examples)):
     gold = _gold(example, i)
+    if preset == "open_r1":
+      tasks.setdefault((gold, text, False, preset), []).append(i)
+      continue
     span = extract_tag(text)
     if normalize_answer(span if span is not None else extract_answer(text)) == normalize_answer(gold):
       scores[i] = correct  # string-equal answers are equal; skip the pool
       continue
-    key = (gold, span, True) if span is not None else (gold, text, False)
+    key = (gold, span, True, preset) if span is not None else (gold, text, False, preset)
     tasks.setdefault(key, []).append(i)  # G samples often share an answer: verify it once
   timeouts = 0
   if tasks:

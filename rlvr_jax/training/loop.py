@@ -532,9 +532,13 @@ def after_step(env: Env, state: RunState, record: RolloutRecord, stats: dict, in
     raise SystemExit(0)
 
 
-def evaluate(env: Env, state: RunState) -> dict:
+def evaluate(env: Env, state: RunState, samples_file: str | None = None) -> dict:
+  """Held-out evaluation; ``samples_file`` (in the workdir, written by process 0) gets every
+  completion with its prompt, extracted answer and verdict."""
+  samples_path = os.path.join(env.workdir, samples_file) if samples_file and env.primary else None
   return evaluator.evaluate(nnx.merge(env.graphdef, state.params), env.tokenizer,
-                            env.eval_examples, seed=env.cfg.seed, **env.eval_kwargs)
+                            env.eval_examples, seed=env.cfg.seed, samples_path=samples_path,
+                            **env.eval_kwargs)
 
 
 def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> dict:
@@ -555,7 +559,7 @@ def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> d
       with open(before_path) as f:
         before = json.load(f)
     else:
-      before = evaluate(env, state)
+      before = evaluate(env, state, "eval_before_samples.jsonl")
       if env.primary:
         with open(before_path, "w") as f:
           json.dump(before, f, indent=2)
@@ -588,7 +592,7 @@ def finish(env: Env, state: RunState, before: dict | None, train_time: float) ->
   summary: dict[str, Any] = {"steps": int(cfg.total_steps), "train_time_s": train_time,
                              "data_rows_skipped": env.rows_skipped}
   if env.eval_examples and cfg.eval.after:
-    after = evaluate(env, state)
+    after = evaluate(env, state, "eval_samples.jsonl")
     summary.update({"before": before, "after": after})
     if before is not None and "greedy_accuracy" in after:
       summary["greedy_gain_points"] = 100 * (after["greedy_accuracy"] - before["greedy_accuracy"])

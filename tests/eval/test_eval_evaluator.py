@@ -4,6 +4,7 @@ eval-time token entropy of a tiny Qwen2 against a direct softmax of its logits.
 A scripted ``generate_fn`` stands in for the sampler, so the completions (and hence every count)
 are known exactly; the entropy forward runs the real model on them.
 """
+import json
 import types
 
 import jax
@@ -68,6 +69,26 @@ def _evaluate(model=None, **kw):
                             prompt_fn=lambda ex: PROMPTS[ex["question"]], max_new_tokens=8,
                             num_samples=4, temperature=0.7, reward="exact_match",
                             generate_fn=_scripted_generate, **kw)
+
+
+def test_evaluate_writes_every_sample(tmp_path):
+  path = tmp_path / "eval_samples.jsonl"
+  out = _evaluate(samples_path=str(path))
+  rows = [json.loads(line) for line in path.read_text().splitlines()]
+  assert not (tmp_path / "eval_samples.jsonl.tmp").exists()
+  greedy = [r for r in rows if r["kind"] == "greedy"]
+  sampled = [r for r in rows if r["kind"] == "sampled"]
+  assert len(greedy) == 3 and len(sampled) == 12
+  # Greedy on "a" is [15, EOS], which reads "5"; prompt [2, 3, 4] reads "-8-7-6" (token - 10).
+  assert [r["correct"] for r in greedy] == [True, False, False]
+  assert greedy[0] == {"problem_id": evaluator.problem_id(EXAMPLES[0]), "kind": "greedy",
+                       "sample": 0, "prompt": "-8-7-6", "gold": "5",
+                       "completion": "5", "extracted_answer": "5", "score": 1.0, "correct": True}
+  per_problem = [sum(r["correct"] for r in sampled if r["problem_id"] == pid)
+                 for pid in out["per_problem"]["problem_ids"]]
+  assert per_problem == out["per_problem"]["correct_counts"] == [3, 1, 0]
+  assert [r["sample"] for r in sampled[:4]] == [0, 1, 2, 3]
+  assert sampled[4]["prompt"] == "-5-4"  # problem "b": prompt tokens [5, 6]
 
 
 def test_evaluate_returns_per_problem_results():

@@ -60,6 +60,27 @@ def test_math_verify_reward_hand_cases():
   np.testing.assert_allclose(metrics["reward/math_verify"], 0.25)
 
 
+def test_math_verify_open_r1_preset_hand_cases():
+  # open-r1 / TRL parse the completion as LaTeX only, boxed first, and need an anchor: a bare
+  # number or an unanchored $..$ does not count, while math-verify's defaults accept both.
+  completions = [
+      "The answer is 42",  # default: found as a plain expression; open_r1: no anchor
+      "\\boxed{42}",  # both
+      "first $x = 41$, finally \\boxed{42}",  # boxed tried first: both
+      "$\\frac{84}{2}$",  # default: LaTeX span, equal to 42; open_r1: no anchor
+      "\\boxed{41}",  # wrong under both
+  ]
+  examples = [{"question": "q", "answer": "42"}] * len(completions)
+  default, _ = rewards.compute_rewards(["math_verify"], completions, examples, group_size=1)
+  open_r1, _ = rewards.compute_rewards([{"name": "math_verify", "options": {"preset": "open_r1"}}],
+                                       completions, examples, group_size=1)
+  np.testing.assert_array_equal(default, [1, 1, 1, 1, 0])
+  np.testing.assert_array_equal(open_r1, [0, 1, 1, 0, 0])
+  with pytest.raises(rewards.RewardConfigError, match="preset='r1'"):
+    rewards.compute_rewards([{"name": "math_verify", "options": {"preset": "r1"}}], completions,
+                            examples, group_size=1)
+
+
 def test_math_verify_counts_a_failing_item_and_scores_it_zero():
   # An empty gold answer cannot be parsed: that item errors in the worker, the other is scored.
   completions = ["\\boxed{5}", "\\boxed{4}"]

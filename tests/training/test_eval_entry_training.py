@@ -54,6 +54,18 @@ def test_eval_entry_point_reproduces_the_trainers_eval(tmp_path):
   assert record["maj@4"] <= record["pass@4"]
   with open(workdir / "eval_step1.json") as f:
     assert json.load(f)["pass@4"] == record["pass@4"]
+  # Every completion is kept, greedy and sampled, and agrees with the counts; the trainer's own
+  # after-RL evaluation (same policy, same seed) wrote the same rows.
+  assert record["samples"] == "eval_step1_samples.jsonl"
+  rows = [json.loads(line) for line in (workdir / record["samples"]).read_text().splitlines()]
+  assert len(rows) == 4 * (1 + 4)  # 4 problems x (greedy + 4 samples)
+  sampled = [r for r in rows if r["kind"] == "sampled"]
+  assert np.mean([r["correct"] for r in sampled]) == pytest.approx(record["mean_accuracy"])
+  assert [r["correct"] for r in rows if r["kind"] == "greedy"] == [
+      bool(c) for c in record["per_problem"]["greedy_correct"]]
+  trainer_rows = (workdir / "eval_samples.jsonl").read_text().splitlines()
+  assert [json.loads(line) for line in trainer_rows] == rows
+  assert (workdir / "eval_before_samples.jsonl").exists()
   table = eval_entry.format_table(record)
   assert "pass@4" in table and "maj@4" in table and "greedy_accuracy" in table
 
