@@ -165,7 +165,7 @@ def base() -> ml_collections.ConfigDict:
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 50
-  c.checkpoint.max_to_keep = 2
+  c.checkpoint.max_to_keep = 2  # >= 1; None keeps every checkpoint
 
   c.log = ml_collections.ConfigDict()
   c.log.progress_bar = True  # tqdm bar on stderr (only when stderr is a terminal)

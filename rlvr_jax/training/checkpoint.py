@@ -41,11 +41,11 @@ class Checkpointer:
 
   Args:
     directory: the checkpoints folder (created if missing).
-    max_to_keep: how many recent checkpoints to keep (older ones are deleted).
+    max_to_keep: how many recent checkpoints to keep (older ones are deleted); None keeps all.
     async_save: write in a background thread (the loop continues while arrays stream to disk).
   """
 
-  def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = False):
+  def __init__(self, directory: str, *, max_to_keep: int | None = 3, async_save: bool = False):
     self.directory = os.path.abspath(directory) if "://" not in directory else directory
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,

@@ -50,6 +50,7 @@ from rlvr_jax.training import batch as batch_lib
 from rlvr_jax.training import builders, checkpoint, metrics as metrics_lib, sft
 from rlvr_jax.training import collect as collect_lib
 from rlvr_jax.training import step as step_lib
+from rlvr_jax.training import validate
 
 
 # ------------------------------------------------------------------------------------------------
@@ -346,6 +347,7 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
   """Data, tokenizer, model, mesh, warm start, optimizer, plug-ins, iterator; restores the latest
   checkpoint of ``workdir`` (params, optimizer, data position, algorithm state) when there is one."""
   cfg = config
+  validate.check_config(cfg)  # ranges and cross-key rules, before the workdir is touched
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   primary = multihost.is_primary()
@@ -421,7 +423,8 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
                                      seed=cfg.seed, shard_index=jax.process_index(),
                                      shard_count=jax.process_count())
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                 max_to_keep=int(cfg.checkpoint.max_to_keep))
+                                 max_to_keep=(None if cfg.checkpoint.max_to_keep is None  # keep all
+                                              else int(cfg.checkpoint.max_to_keep)))
   state = restore(ckpt, it, RunState(params=params, opt_state=opt_state, ref_params=ref_params),
                   say)
   env = Env(
