@@ -4,8 +4,8 @@ every hyperparameter of its method explicitly, with the paper symbol and source 
 `base()` holds every key the trainer reads, with neutral defaults, so `--config.a.b=v` overrides
 work for all of them and a typo is an error (configs are loaded with lock_config=True).
 
-Notation (catalog.md 2.0): P prompts per step, G samples per prompt, mu PPO epochs, eps_lo/eps_hi
-clip range, c dual-clip constant, beta KL coefficient.
+Notation (docs/papers.md 2.0): P prompts per step, G samples per prompt, mu PPO epochs,
+eps_lo/eps_hi clip range, c dual-clip constant, beta KL coefficient.
 """
 from __future__ import annotations
 
@@ -166,6 +166,9 @@ def base() -> ml_collections.ConfigDict:
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 50
   c.checkpoint.max_to_keep = 2  # >= 1; None keeps every checkpoint
+  # A checkpoint that fails to restore is moved to checkpoints_broken/ and the run resumes from the
+  # newest intact one; False refuses instead, naming both.
+  c.checkpoint.fallback = True
 
   c.log = ml_collections.ConfigDict()
   c.log.progress_bar = True  # tqdm bar on stderr (only when stderr is a terminal)

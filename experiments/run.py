@@ -28,6 +28,14 @@ _NPROC = flags.DEFINE_integer("num_processes", None, "Total number of processes 
 _PID = flags.DEFINE_integer("process_id", None, "Index of this process (multi-process).")
 _DIST = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() with auto-detection (TPU VM, SLURM).")
+_ALLOW = flags.DEFINE_bool(
+    "allow_config_changes", False,
+    "Resume a workdir whose checkpoint was written with other values of keys such as the learning "
+    "rate, temperature, rewards or data (they are listed and logged in config_changes.jsonl). Keys "
+    "that decide shapes or the algorithm can never change on resume.")
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Show the full traceback of configuration and input errors (by default they "
+    "are one line naming the key, file or process at fault).")
 _CACHE = flags.DEFINE_string(
     "compilation_cache", os.path.expanduser("~/.cache/rlvr_jax/jit"),
     "Persistent XLA compilation cache directory ('' to disable).")
@@ -54,7 +62,19 @@ def main(argv):
   logging.info("JAX %s, backend %s, %d devices (%d local), process %d/%d", jax.__version__,
                jax.default_backend(), jax.device_count(), jax.local_device_count(),
                jax.process_index(), jax.process_count())
-  loop.run(_CONFIG.value, _WORKDIR.value)
+  try:
+    loop.run(_CONFIG.value, _WORKDIR.value, allow_config_changes=_ALLOW.value)
+  except user_errors() as e:
+    if _VERBOSE.value:
+      raise
+    print(f"error: {e}\n(run with --verbose for the traceback)", file=sys.stderr)
+    sys.exit(2)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+  """Errors a user fixes by changing a config, a file or a flag: shown as one line."""
+  from rlvr_jax.training import loop, workdir  # pylint: disable=import-outside-toplevel
+  return (ValueError, FileNotFoundError, ImportError, workdir.WorkdirBusy, loop.CheckpointError)
 
 
 if __name__ == "__main__":

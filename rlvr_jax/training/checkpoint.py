@@ -76,6 +76,10 @@ class Checkpointer:
     )
     self._manager.save(step, args=args, force=force)
 
+  def reload(self) -> None:
+    """Re-reads the steps on disk (after another process moved one)."""
+    self._manager.reload()
+
   def wait(self) -> None:
     self._manager.wait_until_finished()
 
@@ -109,6 +113,27 @@ class Checkpointer:
             "data_state": _unjsonable(out["data"]), "rng": rng, "step": int(meta["step"]),
             "config": meta["config"], "extra": meta.get("extra", {}),
             "algo_state": _unjsonable(out["algo"]) if has_algo else None}
+
+  def read_meta(self, step: int) -> dict:
+    """Only the json metadata of ``step`` (step, config, extra): cheap, no arrays read."""
+    out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return out["meta"]
+
+  def quarantine(self, step: int, reason: str) -> str:
+    """Moves step ``step`` out of the checkpoints folder (to ``<checkpoints>_broken/<step>``, with
+    ``reason.txt``) so that neither a resume nor the next save meets it again; returns the new
+    path. Nothing is deleted."""
+    src = epath.Path(self.directory) / str(step)
+    dst_root = epath.Path(str(self.directory).rstrip("/") + "_broken")
+    dst_root.mkdir(parents=True, exist_ok=True)
+    dst = dst_root / str(step)
+    n = 1
+    while dst.exists():
+      dst, n = dst_root / f"{step}.{n}", n + 1
+    src.rename(dst)
+    (dst / "reason.txt").write_text(reason + "\n")
+    self._manager.reload()
+    return str(dst)
 
   def restore_params(self, step: int | None, *, params: Any) -> tuple[Any, int]:
     """Only the params of ``step`` (latest when None), for evaluation: ``params`` may be abstract

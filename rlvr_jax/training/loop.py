@@ -51,6 +51,7 @@ from rlvr_jax.training import builders, checkpoint, metrics as metrics_lib, sft
 from rlvr_jax.training import collect as collect_lib
 from rlvr_jax.training import step as step_lib
 from rlvr_jax.training import validate
+from rlvr_jax.training import workdir as workdir_lib
 
 
 # ------------------------------------------------------------------------------------------------
@@ -244,6 +245,7 @@ class Env:
   allocator: Callable = None
   allocator_options: dict = dataclasses.field(default_factory=dict)
   allocator_is_uniform: bool = True
+  lock: Any = None  # workdir_lib.WorkdirLock held by process 0
   track_prompt_stats: bool = False
   max_gen_batches: int = 1
   row_fields: frozenset = frozenset()
@@ -343,18 +345,67 @@ def plugins(cfg: Any) -> dict:
                  or bool(getattr(episode, "needs_reference", False))))
 
 
-def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> tuple[Env, RunState]:
+def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None,
+          allow_config_changes: bool = False) -> tuple[Env, RunState]:
   """Data, tokenizer, model, mesh, warm start, optimizer, plug-ins, iterator; restores the latest
-  checkpoint of ``workdir`` (params, optimizer, data position, algorithm state) when there is one."""
+  intact checkpoint of ``workdir`` (params, optimizer, data position, algorithm state) when there
+  is one.
+
+  Before any work: the config's ranges (``validate``), the workdir lock (process 0), and on resume
+  the config against the checkpoint's (``workdir.check_resume``; ``allow_config_changes`` accepts
+  the changes that need a flag). ``config.json`` is written only after those checks pass.
+  """
   cfg = config
   validate.check_config(cfg)  # ranges and cross-key rules, before the workdir is touched
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   primary = multihost.is_primary()
   say = print if primary else (lambda *a, **k: None)
+  lock = workdir_lib.WorkdirLock(workdir).acquire() if primary else None
+  if lock is not None and lock.took_over is not None:
+    held = lock.took_over
+    say(f"took over the lock of {workdir} from process {held.get('pid')} (started "
+        f"{held.get('started')}), which is no longer running")
+  try:
+    env, state = _setup_locked(cfg, workdir, primary, say, devices, allow_config_changes)
+  except BaseException:
+    if lock is not None:
+      lock.release()
+    raise
+  env.lock = lock
+  return env, state
+
+
+def _check_and_record_config(cfg: Any, workdir: str, ckpt: checkpoint.Checkpointer, primary: bool,
+                             say: Callable, allow_changes: bool) -> None:
+  """On resume, the config against the newest readable checkpoint's; then config.json."""
+  saved, step = None, 0
+  for s in sorted(ckpt.all_steps(), reverse=True):
+    try:
+      saved, step = ckpt.read_meta(s).get("config"), s
+      break
+    except Exception:  # pylint: disable=broad-except  (a broken step: restore() reports it)
+      continue
+  config_json = cfg.to_json_best_effort(indent=2)
+  diff = workdir_lib.check_resume(saved, json.loads(config_json), step=step,
+                                  checkpoint_dir=ckpt.directory, allow_changes=allow_changes)
+  for part, label in (("flagged", "changed on resume (--allow_config_changes)"),
+                      ("free", "changed on resume")):
+    for key, (old, new) in diff[part].items():
+      say(f"config: {key} {label}: {old!r} -> {new!r}")
   if primary:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(cfg.to_json_best_effort(indent=2))
+    moved = workdir_lib.record_config(workdir, config_json, step=step, diff=diff)
+    if moved:
+      say(f"config: the previous config.json of this workdir is kept as {moved}")
+
+
+def _setup_locked(cfg: Any, workdir: str, primary: bool, say: Callable,
+                  devices: Sequence[Any] | None, allow_config_changes: bool
+                  ) -> tuple[Env, RunState]:
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                 max_to_keep=(None if cfg.checkpoint.max_to_keep is None  # keep all
+                                              else int(cfg.checkpoint.max_to_keep)))
+  _check_and_record_config(cfg, workdir, ckpt, primary, say, allow_config_changes)
   # Plug-ins first: a typo in an episode / builder / loss option fails before any work.
   parts = plugins(cfg)
   impl, needs_ref = parts["spec"].logprob_impl, parts["needs_ref"]
@@ -422,11 +473,13 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
   it = data_lib.make_prompt_iterator(rl_source, batch_size=num_prompts // jax.process_count(),
                                      seed=cfg.seed, shard_index=jax.process_index(),
                                      shard_count=jax.process_count())
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                 max_to_keep=(None if cfg.checkpoint.max_to_keep is None  # keep all
-                                              else int(cfg.checkpoint.max_to_keep)))
   state = restore(ckpt, it, RunState(params=params, opt_state=opt_state, ref_params=ref_params),
-                  say)
+                  say, fallback=bool(cfg.checkpoint.get("fallback", True)))
+  if primary:
+    dropped = metrics_lib.truncate_rows(os.path.join(workdir, "metrics.jsonl"), state.step)
+    if dropped:
+      say(f"metrics.jsonl: dropped {dropped} row(s) after step {state.step}, written after the "
+          "checkpoint this run resumes from")
   env = Env(
       cfg=cfg, workdir=workdir, say=say, primary=primary, tokenizer=tokenizer, prompt_fn=prompt_fn,
       eval_examples=eval_examples, rows_skipped=rows_skipped, graphdef=graphdef,
@@ -443,12 +496,50 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
   return env, state
 
 
-def restore(ckpt: checkpoint.Checkpointer, it: Any, state: RunState, say: Callable) -> RunState:
-  """``state`` with the latest checkpoint's params, optimizer state, step and algorithm state (and
-  the data iterator moved to its position); unchanged when there is no checkpoint."""
-  if ckpt.latest_step() is None:
+class CheckpointError(RuntimeError):
+  """No checkpoint of the workdir restores (or the newest does not, with fallback off)."""
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+  text = " ".join(str(e).split()) or "(no message)"
+  return f"{type(e).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
+def restore(ckpt: checkpoint.Checkpointer, it: Any, state: RunState, say: Callable, *,
+            fallback: bool = True) -> RunState:
+  """``state`` with the newest intact checkpoint's params, optimizer state, step and algorithm
+  state (and the data iterator moved to its position); unchanged when there is no checkpoint.
+
+  A checkpoint that fails to restore (truncated or corrupt files) is named with its error in one
+  line and moved to ``checkpoints_broken/``; the run resumes from the newest intact one. With
+  ``fallback=False`` (``config.checkpoint.fallback``) it refuses instead, naming both.
+  """
+  steps = sorted(ckpt.all_steps(), reverse=True)
+  if not steps:
     return state
-  restored = ckpt.restore(None, params=state.params, opt_state=state.opt_state)
+  broken: list[tuple[int, str]] = []
+  restored = None
+  for step in steps:
+    try:
+      restored = ckpt.restore(step, params=state.params, opt_state=state.opt_state)
+      break
+    except Exception as e:  # pylint: disable=broad-except  (orbax / tensorstore / json errors)
+      broken.append((step, _one_line(e)))
+  if restored is None:
+    raise CheckpointError(f"no checkpoint in {ckpt.directory} restores: " + "; ".join(
+        f"step {s}: {err}" for s, err in broken))
+  if broken and not fallback:
+    raise CheckpointError(
+        f"the newest checkpoint, step {broken[0][0]} in {ckpt.directory}, does not restore "
+        f"({broken[0][1]}); the newest intact one is step {restored['step']}. Set "
+        "config.checkpoint.fallback=True to resume from it (the broken ones are moved aside)")
+  for step, err in broken:
+    moved = ckpt.quarantine(step, err) if multihost.is_primary() else "checkpoints_broken/"
+    say(f"checkpoint step {step} in {ckpt.directory} does not restore ({err}); moved to {moved}; "
+        f"resuming from step {restored['step']}")
+  if broken:
+    multihost.barrier("rlvr_jax:quarantine")
+    ckpt.reload()
   state.params, state.opt_state, state.step = (restored["params"], restored["opt_state"],
                                                restored["step"])
   it.set_state(restored["data_state"])
@@ -544,14 +635,24 @@ def evaluate(env: Env, state: RunState, samples_file: str | None = None) -> dict
                             **env.eval_kwargs)
 
 
-def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> dict:
+def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None,
+        allow_config_changes: bool = False) -> dict:
   """Trains according to ``config``; returns the final eval summary (also in ``eval.json``).
 
   ``devices``: the devices of the mesh (default: all, which a multi-process run needs); tests pass
-  a subset to compare meshes within one process.
+  a subset to compare meshes within one process. ``allow_config_changes``: resume a workdir whose
+  checkpoint was written with different values of keys that need the flag (``workdir.py``).
   """
   t_start = time.time()
-  env, state = setup(config, workdir, devices=devices)
+  env, state = setup(config, workdir, devices=devices, allow_config_changes=allow_config_changes)
+  try:
+    return _run(env, state, t_start)
+  finally:
+    if env.lock is not None:
+      env.lock.release()
+
+
+def _run(env: Env, state: RunState, t_start: float) -> dict:
   cfg, workdir, say = env.cfg, env.workdir, env.say
   total_steps, start = int(cfg.total_steps), state.step
 

@@ -137,6 +137,29 @@ def read_jsonl(path: str) -> list[dict]:
   return rows
 
 
+def truncate_rows(jsonl_path: str, last_step: int) -> int:
+  """Drops the rows of steps after ``last_step`` (written after the checkpoint a run resumes from,
+  which it will write again); rewrites the file atomically; returns how many rows were dropped."""
+  if not os.path.exists(jsonl_path):
+    return 0
+  with open(jsonl_path) as f:
+    lines = f.readlines()
+  keep = []
+  for line in lines:
+    try:
+      step = json.loads(line).get("step") if line.strip() else None
+    except ValueError:  # a row cut short by kill -9: not a valid row, drop it
+      continue
+    if step is not None and int(step) <= last_step:
+      keep.append(line if line.endswith("\n") else line + "\n")
+  dropped = sum(1 for line in lines if line.strip()) - len(keep)
+  if dropped:
+    with open(jsonl_path + ".tmp", "w") as f:
+      f.writelines(keep)
+    os.replace(jsonl_path + ".tmp", jsonl_path)
+  return dropped
+
+
 def plot_metrics(jsonl_path: str, png_path: str,
                  keys: tuple[str, ...] = ("reward_mean", "accuracy", "entropy", "response_len")) -> str:
   """Plots the given metrics over steps into one PNG (2x2 panels)."""

@@ -32,8 +32,8 @@ def _get(cfg: Any, key: str) -> Any:
 # (range text, test) for the rules below.
 def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
            hi_open: bool = False, integer: bool = False) -> tuple[str, Callable[[Any], bool]]:
-  left = "(" if lo_open else "["
-  right = ")" if hi_open else "]"
+  left = "(" if lo_open or lo is None else "["
+  right = ")" if hi_open or hi is None else "]"
   text = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
   if integer:
     text = "an integer in " + text

@@ -74,7 +74,9 @@ def test_cached_warm_start_made_for_other_settings_is_refused(tmp_path):
   changed.total_steps = 1
   changed.eval.size = 0
   changed.sft.teacher = "template"
-  with pytest.raises(ValueError, match=r"different settings \(sft\).*--workdir"):
+  # The RL checkpoint's config is checked first (training/workdir.py): the warm start is refused.
+  with pytest.raises(ValueError, match=r"warm start.*sft.teacher: 'careless_arithmetic' -> "
+                     r"'template'.*new --workdir"):
     loop.run(changed, run_dir)
   cfg.total_steps = 2  # same warm-start settings: reused, and the run resumes to step 2
   loop.run(cfg, run_dir)
