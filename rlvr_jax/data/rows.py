@@ -132,8 +132,14 @@ def _extract_answer(row: Mapping[str, Any], spec: RowSpec) -> tuple[str | None, 
     return None, f"missing answer column 'answer' (and no {spec.solution_key!r} to take it from)"
 
 
+class UnreadableRow(str):
+    """A row a reader could not decode; the string is the reason (e.g. not valid UTF-8)."""
+
+
 def row_to_example(row: Any, spec: RowSpec, row_id: str) -> tuple[dict | None, str]:
     """One row -> (example dict, '') or (None, reason the row is unusable)."""
+    if isinstance(row, UnreadableRow):
+        return None, str(row)
     if not isinstance(row, Mapping):
         return None, f"row is a {type(row).__name__}, not an object"
     if spec.question_key is not None:

@@ -76,10 +76,10 @@ class ListSource:
 class ReasoningGymSource:
     """A reasoning-gym procedural dataset; item i is generated on access from Random(seed + i).
 
-    ENV.md: datasets built with nearby seeds overlap almost completely, so held-out sets shift the
-    seed by ~1e8 (``heldout.make_eval_source``). Tasks without a single oracle answer (e.g.
-    ``graph_color``, ``rush_hour``) have answer None in reasoning-gym; it becomes '' here and their
-    ``score_answer`` checks the metadata instead.
+    docs/environment.md: datasets built with nearby seeds overlap almost completely, so held-out
+    sets shift the seed by ~1e8 (``heldout.make_eval_source``). Tasks without a single oracle
+    answer (e.g. ``graph_color``, ``rush_hour``) have answer None in reasoning-gym; it becomes ''
+    here and their ``score_answer`` checks the metadata instead.
     """
 
     def __init__(self, name: str, size: int, seed: int = 0, kwargs: Mapping[str, Any] | None = None):
@@ -277,8 +277,16 @@ def _expand_paths(path: str | Sequence[str], kind: str) -> list[str]:
 
 
 def _jsonl_rows(path: str):
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+    # Bytes, decoded line by line: one line that is not UTF-8 is a counted bad row, not a dead run.
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                bad = raw[e.start:e.start + 1].hex()
+                yield (f"line {line_no} (byte 0x{bad} at column {e.start + 1})",
+                       rows_lib.UnreadableRow("not valid UTF-8"))
+                continue
             if not line.strip():
                 continue
             try:

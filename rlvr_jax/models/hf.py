@@ -17,6 +17,7 @@ shard at a time for the same reason. Errors name the file, tensor and shapes at 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -102,13 +103,33 @@ def _get(state, path):
 # ------------------------------------------------------------------------------------------------
 
 
+def read_json_file(file: pathlib.Path) -> Any:
+  """json.load of ``file``, with an error that names the file when it is not valid JSON."""
+  try:
+    with open(file, encoding="utf-8") as f:
+      return json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise ValueError(f"{file} is not valid JSON ({e}); the file is truncated or corrupt") from e
+
+
+@contextlib.contextmanager
+def open_safetensors(file: pathlib.Path):
+  """``safe_open`` (numpy), with an error naming the file when its header cannot be read."""
+  try:
+    handle = safe_open(str(file), framework="numpy")
+  except Exception as e:  # safetensors raises its own SafetensorError / OSError
+    raise ValueError(f"{file} is not a readable safetensors file ({type(e).__name__}: {e}); the "
+                     "file is truncated or corrupt") from e
+  with handle as f:
+    yield f
+
+
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
   path = pathlib.Path(path)
   cfg_file = path / CONFIG_FILE
   if not cfg_file.is_file():
     raise ValueError(f"{path} has no {CONFIG_FILE}; expected a Hugging Face checkpoint directory")
-  with open(cfg_file) as f:
-    return json.load(f)
+  return read_json_file(cfg_file)
 
 
 def checkpoint_files(path: str | os.PathLike) -> dict[str, list[str]]:
@@ -127,7 +148,7 @@ def checkpoint_files(path: str | os.PathLike) -> dict[str, list[str]]:
         raise ValueError(f"{path / INDEX_FILE} lists shard {file!r}, which does not exist")
     return files
   if (path / SINGLE_FILE).is_file():
-    with safe_open(str(path / SINGLE_FILE), framework="numpy") as f:
+    with open_safetensors(path / SINGLE_FILE) as f:
       return {SINGLE_FILE: list(f.keys())}
   raise ValueError(f"{path} has neither {SINGLE_FILE} nor {INDEX_FILE}")
 
@@ -160,7 +181,7 @@ def load_hf(path: str | os.PathLike, dtype: Any = "float32") -> tuple[Transforme
   abstract = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
   graphdef, state = nnx.split(abstract)
   for file, names in files.items():
-    with safe_open(str(path / file), framework="numpy") as f:
+    with open_safetensors(path / file) as f:
       for name in names:
         if name not in table:
           continue
@@ -170,7 +191,11 @@ def load_hf(path: str | os.PathLike, dtype: Any = "float32") -> tuple[Transforme
         got = tuple(f.get_slice(name).get_shape())
         if got != expected:
           raise ValueError(f"tensor {name!r} in {path / file} has shape {got}; the config expects {expected}")
-        host = f.get_tensor(name)  # the only host copy of this tensor
+        try:
+          host = f.get_tensor(name)  # the only host copy of this tensor
+        except Exception as e:  # pylint: disable=broad-except  (SafetensorError on short data)
+          raise ValueError(f"tensor {name!r} in {path / file} cannot be read ({type(e).__name__}: "
+                           f"{e}); the file is truncated or corrupt") from e
         value = to_ours(jnp.asarray(host).astype(config.param_dtype), var.shape, kind)
         del host
         var.set_value(value)

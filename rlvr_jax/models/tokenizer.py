@@ -103,9 +103,17 @@ class Tokenizer:
   def from_pretrained(cls, path: str | os.PathLike) -> "Tokenizer":
     path = pathlib.Path(path)
     if (path / "tokenizer.json").is_file():
-      backend = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
+      try:
+        backend = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
+      except Exception as e:  # tokenizers raises a bare Exception on a bad file
+        raise ValueError(f"{path / 'tokenizer.json'} is not a valid tokenizer file ({e}); the file "
+                         "is truncated or corrupt") from e
     elif (path / "tokenizer.model").is_file():
-      backend = spm.SentencePieceProcessor(model_file=str(path / "tokenizer.model"))
+      try:
+        backend = spm.SentencePieceProcessor(model_file=str(path / "tokenizer.model"))
+      except Exception as e:  # sentencepiece raises OSError / RuntimeError
+        raise ValueError(f"{path / 'tokenizer.model'} is not a valid sentencepiece model ({e}); "
+                         "the file is truncated or corrupt") from e
     else:
       raise ValueError(f"{path} has neither tokenizer.json nor tokenizer.model")
     config = _read_json(path / "tokenizer_config.json")
@@ -243,8 +251,11 @@ class Tokenizer:
 def _read_json(path: pathlib.Path) -> dict[str, Any]:
   if not path.is_file():
     return {}
-  with open(path) as f:
-    return json.load(f)
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise ValueError(f"{path} is not valid JSON ({e}); the file is truncated or corrupt") from e
 
 
 def _roles_in(special_tokens: Sequence[str], **roles: str | None) -> list[str]:

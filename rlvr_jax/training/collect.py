@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from rlvr_jax import algorithms
 from rlvr_jax.episodes import context as context_lib
@@ -33,22 +34,40 @@ def next_examples(env: Any, counters: dict) -> tuple[list[dict], list[list[int]]
   """
   want = env.num_prompts // jax.process_count()
   examples, prompts = [], []
-  seen = 0
+  unusable = 0  # consecutive draws without a usable prompt
+  lengths = []  # of those draws' prompts
   while len(examples) < want:
     for ex in next(env.it):
-      seen += 1
       ids = env.prompt_fn(ex)
       if not ids or len(ids) > env.max_prompt:
         counters["prompts_skipped_too_long"] = counters.get("prompts_skipped_too_long", 0) + 1
+        _warn_too_long(ex, len(ids), env.max_prompt)
+        unusable += 1
+        lengths.append(len(ids))
         continue
+      unusable, lengths = 0, []
       examples.append(ex)
       prompts.append(ids)
-    if not examples and seen >= 100 * want:
-      raise ValueError(f"none of {seen} training prompts fits config.data.max_prompt_len="
-                       f"{env.max_prompt} tokens (after the template); raise it or shorten the "
-                       "template")
+    if unusable >= max(100 * want, 1000):
+      raise ValueError(f"{unusable} training prompts in a row are longer than "
+                       f"config.data.max_prompt_len={env.max_prompt} tokens after the template "
+                       f"(their lengths: {min(lengths)} to {max(lengths)} tokens); raise "
+                       "config.data.max_prompt_len or shorten the template / the data")
   examples, prompts = examples[:want], prompts[:want]
   return multihost.gather_rows(examples), multihost.gather_rows(prompts)
+
+
+_TOO_LONG_WARNINGS = 5  # prompts named per process; the rest are only counted
+_too_long_named = [0]
+
+
+def _warn_too_long(example: dict, length: int, limit: int) -> None:
+  if _too_long_named[0] < _TOO_LONG_WARNINGS:
+    _too_long_named[0] += 1
+    logging.warning("skipped a training prompt of %d tokens (> config.data.max_prompt_len=%d): %s%s",
+                    length, limit, example.get("id") or repr(str(example.get("question"))[:60]),
+                    " (further ones are counted in prompts_skipped_too_long)"
+                    if _too_long_named[0] == _TOO_LONG_WARNINGS else "")
 
 
 def audit_test_time(env: Any, ctx: context_lib.EpisodeContext, record: RolloutRecord) -> dict:
