@@ -1,7 +1,7 @@
 r"""ACE: sharper penalties on confident errors; the advantage of an incorrect rollout grows with
 its log-ratio to the reference policy.
 
-Paper: "ACE" (arXiv 2602.21420); catalog.md 2.3 ("ACE", from a summary of the paper).
+Paper: "ACE" (arXiv 2602.21420); docs/papers.md 2.3 ("ACE", from a summary of the paper).
 
 Loss `ace` (rlvr_jax/algorithms/losses.py): PPO-clip with A_i <- A_i (1 + alpha softplus(c_i)) for
 A_i < 0, c_i = log pi_old(y_i|x) - log pi_ref(y_i|x) summed over the response; positive advantages
@@ -18,11 +18,12 @@ Reproduction card
                --config.data.path=/data/dapo_math_17k.jsonl --config.data.eval_path=/data/aime24.jsonl
              CPU smoke run: python -m experiments.run --config configs/ace.py:cpu --workdir /tmp/ace
   hardware:  paper: not recalled. Here untested at that size; :cpu runs in ~1 minute on 2 CPU cores.
-  expected:  pass@k at large k closer to the base than DAPO's at equal pass@1 (catalog 4.4 #9).
+  expected:  pass@k at large k closer to the base than DAPO's at equal pass@1
+             (docs/papers.md 4.4 #9).
   measured:  tiny regime only: an arm of the claim diversity_preserving_losses (configs/claims_arith.py,
              3 seeds; README ledger "Claims reproduced"); the :cpu variant is a 2-step smoke test.
 
-Tags: [summary] catalog 2.3's summary of the paper; [this config] chosen here.
+Tags: [summary] docs/papers.md 2.3's summary of the paper; [this config] chosen here.
 """
 import ml_collections
 

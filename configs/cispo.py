@@ -3,7 +3,7 @@ outside the trust region keep their gradient; token-mean aggregation, no KL.
 
 Paper: MiniMax, "MiniMax-M1: Scaling Test-Time Compute Efficiently with Lightning Attention",
 arXiv 2506.13585, sec. 3.1 (CISPO objective) and its zero-RL comparison with DAPO and GRPO;
-catalog.md 2.1; loss in rlvr_jax.algorithms.losses.cispo.
+docs/papers.md 2.1; loss in rlvr_jax.algorithms.losses.cispo.
 
 Reproduction card
   paper:     the controlled comparison: CISPO vs DAPO vs GRPO, zero-RL from Qwen2.5-32B-Base on

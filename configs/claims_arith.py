@@ -2,12 +2,12 @@ r"""The base-model regime for claim runs: a tiny char-level model warm-started o
 subtraction by a careless teacher and stopped early, so that it is diverse but imperfect (pass@1
 well below pass@64), then GRPO. The claims in rlvr_jax/claims/declared.py run their arms on it.
 
-Paper: none of its own; the regime of catalog.md 4.4 ("make a base model that is diverse but
+Paper: none of its own; the regime of docs/papers.md 4.4 ("make a base model that is diverse but
 imperfect ... so that pass@1 is 20-60% and pass@64 is much higher; most RLVR phenomena only exist
 in that regime").
 
 Reproduction card
-  paper:     catalog.md 4.4 (the tiny-scale claims setting); GRPO as in configs/quickstart.py.
+  paper:     docs/papers.md 4.4 (the tiny-scale claims setting); GRPO as in configs/quickstart.py.
   command:   python -m experiments.run --config configs/claims_arith.py --workdir /tmp/claims_arith
              claims: python -m experiments.claims --claim dapo_clip_higher --seeds 3
              CPU smoke run: python -m experiments.run --config configs/claims_arith.py:cpu \

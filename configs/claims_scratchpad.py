@@ -8,8 +8,9 @@ scratchpad, the careless lines and the step checker are in rlvr_jax/rewards/scra
 teacher is `careless_scratchpad` in rlvr_jax/training/sft.py.
 
 Reproduction card
-  paper:     none of its own: the tiny-scale setting of catalog.md 4.4 for Dr. GRPO (arXiv
-             2503.20783, length bias of per-response normalisation) and CoT-pass@k (catalog 2.9).
+  paper:     none of its own: the tiny-scale setting of docs/papers.md 4.4 for Dr. GRPO (arXiv
+             2503.20783, length bias of per-response normalisation) and CoT-pass@k
+             (docs/papers.md 2.9).
   command:   python -m experiments.run --config configs/claims_scratchpad.py --workdir /tmp/claims_sp
              claims: python -m experiments.claims --claim dr_grpo_length_bias --seeds 3
              CPU smoke run: python -m experiments.run --config configs/claims_scratchpad.py:cpu \

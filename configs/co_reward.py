@@ -2,7 +2,7 @@ r"""Co-Reward (Co-rewarding-I): label-free RL by cross-view voting between a que
 
 Paper: "Co-Reward: Self-supervised Reinforcement Learning for Large Language Model Reasoning via
 Contrastive Agreement", arXiv 2508.00410; code resistzzz/Co-Reward (co_reward.py,
-ray_trainer.py::compute_advantage_contrastive); catalog.md 2.2.
+ray_trainer.py::compute_advantage_contrastive); docs/papers.md 2.2.
 
 Each question x has an answer-preserving rewrite x'. G rollouts are drawn for each; the pseudo-label
 of x is the majority answer of the rollouts of x' and vice versa, r = 1[answer = pseudo-label];
@@ -12,9 +12,9 @@ rlvr_jax/episodes/cross_view.py). No verifier and no gold answer feed the reward
 Reproduction card
   paper:     Co-rewarding-I on Qwen3 / Llama base models with MATH (train), questions rewritten
              offline by Qwen3-32B (rewrite_questions.py); evaluated on MATH-500, GSM8K, AMC
-             [recall]. Settings of math_co_reward.sh [code, as read for catalog.md 2.2]: 128 prompts
-             x 8 rollouts per view, lr 3e-6 cosine with 10% warm-up, max response 3,072, KL loss
-             0.005 (k3), entropy coef 0, 3 epochs over the data.
+             [recall]. Settings of math_co_reward.sh [code, as read for docs/papers.md 2.2]: 128
+             prompts x 8 rollouts per view, lr 3e-6 cosine with 10% warm-up, max response 3,072,
+             KL loss 0.005 (k3), entropy coef 0, 3 epochs over the data.
   command:   python -m experiments.run --config configs/co_reward.py --workdir /runs/co_reward \
                --config.model.path=/models/Qwen3-1.7B-Base \
                --config.data.path=/data/math_train_rewritten.jsonl --config.data.eval_path=/data/math500.jsonl
@@ -24,16 +24,16 @@ Reproduction card
              tiny regime (claim runs): configs/co_reward.py:arith, see `python -m experiments.claims
                --claim co_reward_cross_view --seeds 3`
   hardware:  paper: 4 GPUs [code]. Here untested at that size; :cpu runs in ~1 minute on 2 CPU cores.
-  expected:  catalog 4.4 #5 (tiny scale): pseudo-label and ground-truth accuracy stay higher, and
-             collapse later, than single-view TTRL on the same task.
+  expected:  docs/papers.md 4.4 #5 (tiny scale): pseudo-label and ground-truth accuracy stay
+             higher, and collapse later, than single-view TTRL on the same task.
   measured:  tiny regime (:arith, 3 seeds; README ledger "Claims reproduced", co_reward_cross_view):
              held-out pass@1 fell less than single-view TTRL's in every seed (22.8 -> 21.3 vs
              17.0, 9.2 -> 8.0 vs 4.8, 37.5 -> 35.4 vs 8.6%); the declared metric (training accuracy
              over both views) was inconclusive. No gain over the warm start without labels.
 
 The :cpu variant makes the second view procedurally (rephraser `commute`: a + b -> b + a,
-a - b -> -b + a). Tags: [paper], [code] as read for catalog.md; [recall] not re-checked offline;
-[this config] chosen here.
+a - b -> -b + a). Tags: [paper], [code] as read for docs/papers.md; [recall] not re-checked
+offline; [this config] chosen here.
 """
 import ml_collections
 

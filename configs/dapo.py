@@ -2,7 +2,7 @@ r"""DAPO: clip-higher (eps_lo 0.2 / eps_hi 0.28), token-mean loss, no KL, dynami
 overlong reward shaping on top of GRPO advantages.
 
 Paper: Yu et al., "DAPO: An Open-Source LLM Reinforcement Learning System at Scale", arXiv
-2503.14476, sec. 3.1-3.4; recipe: verl-recipe dapo/run_dapo_qwen2.5_32b.sh; catalog.md 2.1.
+2503.14476, sec. 3.1-3.4; recipe: verl-recipe dapo/run_dapo_qwen2.5_32b.sh; docs/papers.md 2.1.
 
 Reproduction card
   paper:     DAPO on the base model Qwen2.5-32B with DAPO-Math-17K, evaluated on AIME 2024.
@@ -24,7 +24,7 @@ Reproduction card
 Deviations: dynamic sampling draws generation batches of P prompts (the recipe draws 3 x P at once)
 until P groups with reward spread are kept, at most 10 batches; short of that, zero-variance groups
 fill the batch with zero weight. Tags: [paper] printed in the paper; [recipe] the verl-recipe
-script as read for catalog.md 2.1; [not in paper] this config's choice.
+script as read for docs/papers.md 2.1; [not in paper] this config's choice.
 """
 import ml_collections
 

@@ -3,7 +3,7 @@ high); tokens outside their bounds get no gradient.
 
 Paper: Karaman et al., "DISPO: Enhancing Training Efficiency and Stability in Reinforcement
 Learning for Large Language Model Mathematical Reasoning", arXiv 2602.00983 (AISTATS 2026);
-catalog.md 2.4 ("DISPO").
+docs/papers.md 2.4 ("DISPO").
 
 Loss `dispo` (rlvr_jax/algorithms/losses.py): l_t = -sg(rho_t) A_t log pi_t on tokens with
 1 - eps_lo^s <= rho_t <= 1 + eps_hi^s, s the sign of A (correct / incorrect), else 0. Masked, not
@@ -24,7 +24,7 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/dispo.py:cpu --workdir /tmp/dispo
   hardware:  paper: not recalled. Here untested at that size; :cpu runs in ~1 minute on 2 CPU cores.
   expected:  higher AIME accuracy than CISPO and DAPO; entropy moving with pos_high / pos_low as the
-             abstract states (catalog 4.4 #9 tests the direction at tiny scale).
+             abstract states (docs/papers.md 4.4 #9 tests the direction at tiny scale).
   measured:  tiny regime only: an arm of the claim diversity_preserving_losses (configs/claims_arith.py,
              3 seeds; README ledger "Claims reproduced"); the :cpu variant is a 2-step smoke test.
 

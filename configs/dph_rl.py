@@ -1,7 +1,7 @@
 r"""DPH-RL: keep what the initial policy already solves with a mass-covering divergence to it,
 estimated on samples drawn from it, and explore freely elsewhere.
 
-Paper: "DPH-RL" (arXiv 2509.07430); catalog.md 2.4 ("DPH-RL", from a summary of the paper).
+Paper: "DPH-RL" (arXiv 2509.07430); docs/papers.md 2.4 ("DPH-RL", from a summary of the paper).
 
 Episode `rehearsal` (rlvr_jax/episodes/rehearsal.py): on its first visit every prompt is answered
 by the initial policy pi_0 (the frozen reference) and its pass rate and samples are stored. Prompts
@@ -22,11 +22,11 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/dph_rl.py:cpu --workdir /tmp/dph
   hardware:  paper: not recalled. Here untested at that size (the first epoch also samples pi_0);
              :cpu runs in ~1 minute on 2 CPU cores.
-  expected:  pass@k at large k kept near the base while pass@1 improves (catalog 4.4 #9).
+  expected:  pass@k at large k kept near the base while pass@1 improves (docs/papers.md 4.4 #9).
   measured:  tiny regime only: an arm of the claim diversity_preserving_losses (configs/claims_arith.py,
              3 seeds; README ledger "Claims reproduced"); the :cpu variant is a 2-step smoke test.
 
-Tags: [summary] catalog 2.4's summary of the paper; [this config] chosen here.
+Tags: [summary] docs/papers.md 2.4's summary of the paper; [this config] chosen here.
 """
 import ml_collections
 

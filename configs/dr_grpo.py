@@ -2,7 +2,7 @@ r"""Dr. GRPO ("GRPO done right"): no std division in the advantage, no per-respo
 normalisation in the loss (one constant instead), no KL.
 
 Paper: Liu et al., "Understanding R1-Zero-Like Training: A Critical Perspective", arXiv 2503.20783,
-sec. 3 (the two biases of GRPO) and the minimalist Oat-Zero recipe; catalog.md 2.1.
+sec. 3 (the two biases of GRPO) and the minimalist Oat-Zero recipe; docs/papers.md 2.1.
 
 Reproduction card
   paper:     Oat-Zero-7B = Dr. GRPO on the base model Qwen2.5-Math-7B, MATH levels 3-5 questions,
@@ -23,8 +23,9 @@ Reproduction card
   measured:  none (the :cpu variant is a 2-step smoke test with a random tiny model).
 
 Deviations: the PPO clip range and the optimizer details other than the learning rate are the Oat
-defaults as recalled, not re-checked. Tags: [paper] printed in the source; [recall] catalog.md's
-recollection of the paper, not re-checked offline; [not in paper] this config's choice.
+defaults as recalled, not re-checked. Tags: [paper] printed in the source; [recall]
+docs/papers.md's recollection of the paper, not re-checked offline; [not in paper] this config's
+choice.
 """
 import ml_collections
 
@@ -46,10 +47,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.max_prompt_len = 1024  # [not in paper]
 
   # --- rollout -----------------------------------------------------------------------------------
-  c.rollout.prompts_per_step = 128  # P = 128 prompts per step [recall; catalog.md 2.1]
-  c.rollout.num_samples = 8  # G = 8 samples per prompt [recall; catalog.md 2.1]
-  c.rollout.max_new_tokens = 3000  # max 3,000 generated tokens [recall; catalog.md 2.1]
-  c.rollout.temperature = 1.0  # [recall; catalog.md 2.1]
+  c.rollout.prompts_per_step = 128  # P = 128 prompts per step [recall; docs/papers.md 2.1]
+  c.rollout.num_samples = 8  # G = 8 samples per prompt [recall; docs/papers.md 2.1]
+  c.rollout.max_new_tokens = 3000  # max 3,000 generated tokens [recall; docs/papers.md 2.1]
+  c.rollout.temperature = 1.0  # [recall; docs/papers.md 2.1]
   c.rollout.top_p = 1.0
   c.rollout.top_k = 0
   c.rollout.min_p = 0.0
@@ -68,7 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.algo.dual_clip = None
   c.algo.agg_mode = "seq-mean-token-sum-norm"  # sum_t / L_const instead of 1/|o_i| [paper sec. 3.2]
   c.algo.norm_constant = 3000.0  # L_const = the generation budget [paper sec. 3.2]
-  c.algo.kl_coef = 0.0  # beta = 0 [recall; catalog.md 2.1]
+  c.algo.kl_coef = 0.0  # beta = 0 [recall; docs/papers.md 2.1]
   c.algo.kl_estimator = "k3"
   c.algo.kl_in_reward = False
   c.algo.entropy_coef = 0.0
@@ -77,7 +78,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- optimizer ---------------------------------------------------------------------------------
   c.optim.name = "adamw"
-  c.optim.lr = 1e-6  # [recall; catalog.md 2.1]
+  c.optim.lr = 1e-6  # [recall; docs/papers.md 2.1]
   c.optim.warmup_steps = 0  # [not in paper]
   c.optim.schedule = "constant"  # [not in paper]
   c.optim.weight_decay = 0.0  # [not in paper]

@@ -3,7 +3,7 @@ r"""Clip-Cov and KL-Cov: curb the high-covariance tokens that drive policy entro
 Paper: Cui et al., "The Entropy Mechanism of Reinforcement Learning for Reasoning Language
 Models", arXiv 2505.22617 (the regulariser SPEAR uses); code: verl's
 ``compute_policy_loss_clip_cov`` / ``compute_policy_loss_kl_cov`` and verl-recipe
-entropy/7b_kl_cov.sh, 7b_clip_cov.sh; catalog.md 2.4 ("Clip-Cov / KL-Cov").
+entropy/7b_kl_cov.sh, 7b_clip_cov.sh; docs/papers.md 2.1 ("Clip-Cov / KL-Cov").
 
 Entropy falls when log-probability and advantage covary: cov_t = (A_t - mean A)(log pi_t -
 mean log pi). KL-Cov (the default here) adds cov_coef * |log pi - log pi_old| to the unclipped
@@ -15,8 +15,9 @@ over the whole mini-batch (rlvr_jax/algorithms/losses.py).
 Reproduction card
   paper:     Qwen2.5-7B / 32B on math RL; KL-Cov and Clip-Cov keep entropy from collapsing and
              raise accuracy over GRPO, most at 32B; the fitted law R = -a exp(H) + b [paper, as
-             summarised in catalog 2.4]. Recipe values [code]: KL-Cov ratio 2e-3, coefficient 1
-             (7B); Clip-Cov ratio 2e-4, band (1, 5). Other settings below [recall] / [this config].
+             summarised in docs/papers.md 2.1]. Recipe values [code]: KL-Cov ratio 2e-3,
+             coefficient 1 (7B); Clip-Cov ratio 2e-4, band (1, 5). Other settings below
+             [recall] / [this config].
   command:   python -m experiments.run --config configs/entropy_mechanism.py --workdir /runs/klcov \
                --config.model.path=/models/Qwen2.5-7B \
                --config.data.path=/data/math_train.jsonl --config.data.eval_path=/data/math500.jsonl
@@ -31,8 +32,8 @@ Reproduction card
 
 Deviation: Clip-Cov's draw is a fixed pseudo-random order over the tokens (so micro-batches agree)
 rather than torch.randperm per micro-batch.
-Tags: [paper] as summarised in catalog.md; [code] verl / verl-recipe as read for catalog.md 2.4;
-[recall] not re-checked offline; [this config] chosen here.
+Tags: [paper] as summarised in docs/papers.md; [code] verl / verl-recipe as read for
+docs/papers.md 2.1; [recall] not re-checked offline; [this config] chosen here.
 """
 import ml_collections
 

@@ -1,8 +1,8 @@
 r"""ETTRL: test-time RL (TTRL) with entropy-based advantage reshaping (EAR).
 
 Paper: Liu et al., "ETTRL: Balancing Exploration and Exploitation in LLM Test-Time Reinforcement
-Learning Via Entropy Mechanism", arXiv 2508.11356; seed abstract in ../shared/papers/seeds/;
-catalog.md 1.1 ("ETTRL").
+Learning Via Entropy Mechanism", arXiv 2508.11356; seed abstract (arXiv abstract page);
+docs/papers.md 1.1 ("ETTRL").
 
 TTRL's setting (configs/ttrl.py: majority vote over N samples, train on n, on the test questions
 with the labels removed) with the advantage reshaped by each response's relative entropy
@@ -18,7 +18,7 @@ tokens); samples here are independent chains, as in TTRL.
 Reproduction card
   paper:     Llama-3.1-8B (and Qwen2.5-Math) trained at test time on AIME 2024 without labels;
              pass@1 +68% relative to TTRL with 60% of the rollout tokens [abstract]. The rest of
-             the settings are TTRL's [recall: catalog 2.2].
+             the settings are TTRL's [recall: docs/papers.md 2.2].
   command:   python -m experiments.run --config configs/ettrl.py --workdir /runs/ettrl \
                --config.model.path=/models/Llama-3.1-8B-Instruct \
                --config.data.path=/data/math_train.jsonl --config.data.eval_path=/data/aime24.jsonl
@@ -39,7 +39,7 @@ from configs import ttrl
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in (None, "cpu"):
     raise ValueError(f"configs/ettrl.py: unknown argument {arg!r}; use no argument or 'cpu'")
-  c = ttrl.get_config(arg)  # TTRL's data, vote and optimiser settings [recall: catalog 2.2]
+  c = ttrl.get_config(arg)  # TTRL's data, vote and optimiser settings [recall: docs/papers.md 2.2]
   c.algo.advantage = "entropy_reshaped"  # EAR [inferred from abstract]
   c.algo.advantage_options = ml_collections.ConfigDict(dict(
       alpha=1.0, w_min=0.5, w_max=2.0))  # [inferred from abstract]

@@ -2,7 +2,7 @@ r"""Beyond the 80/20 rule: DAPO with the policy gradient kept only on the high-e
 tokens.
 
 Paper: Wang et al., "Beyond the 80/20 Rule: High-Entropy Minority Tokens Drive Effective
-Reinforcement Learning for LLM Reasoning", arXiv 2506.01939; catalog.md 1.2 and 2.4 ("80/20
+Reinforcement Learning for LLM Reasoning", arXiv 2506.01939; docs/papers.md 2.4 ("80/20
 forking-token mask").
 
 Per mini-batch, the (1 - rho) quantile of the current policy's token entropies over every response
@@ -15,7 +15,8 @@ token, plain DAPO) and --config.algo.loss_options.keep=bottom (train only the ot
 Reproduction card
   paper:     Qwen3-8B / 14B / 32B base on DAPO-Math-17K with the DAPO recipe, rho = 0.2: +11.04
              AIME'25 / +7.71 AIME'24 over full-token DAPO at 32B, +4.79 / +5.21 at 14B, about equal
-             at 8B; the bottom-80% control is clearly worse [paper, as summarised in catalog 1.2].
+             at 8B; the bottom-80% control is clearly worse [paper, as summarised in
+             docs/papers.md 2.4].
              Max response 20K tokens (29K for the best 32B run) [recall].
   command:   python -m experiments.run --config configs/forking_tokens.py --workdir /runs/ft \
                --config.model.path=/models/Qwen3-8B-Base \
@@ -25,13 +26,15 @@ Reproduction card
                experiments.claims --claim forking_tokens_80_20 --seeds 3`
   hardware:  paper: a GPU cluster [recall]. Here untested at that size; :cpu runs in ~1 minute on 2
              CPU cores.
-  expected:  catalog 4.4 #8 (tiny scale): top-20% tokens about as good as all tokens; bottom-80%
-             clearly worse. The size-dependent gain over full-token training needs large models.
+  expected:  docs/papers.md 4.4 #8 (tiny scale): top-20% tokens about as good as all tokens;
+             bottom-80% clearly worse. The size-dependent gain over full-token training needs
+             large models.
   measured:  see the README ledger ("Claims reproduced", forking_tokens_80_20).
 
-Normaliser: the kept tokens' losses are divided by every response token (normalize="all", catalog
-2.4 [recall, unchecked]); normalize="kept" divides by the kept tokens only.
-Tags: [paper] as summarised in catalog.md; [recall] not re-checked offline; [this config] chosen here.
+Normaliser: the kept tokens' losses are divided by every response token (normalize="all",
+docs/papers.md 2.4 [recall, unchecked]); normalize="kept" divides by the kept tokens only.
+Tags: [paper] as summarised in docs/papers.md; [recall] not re-checked offline; [this config]
+chosen here.
 """
 import ml_collections
 

@@ -1,7 +1,7 @@
 r"""GRPO: group-relative advantages, per-sequence token-mean clipped loss, k3 KL to the reference.
 
 Paper: Shao et al., "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language
-Models", arXiv 2402.03300, sec. 4.1 (method) and 4.2 (DeepSeekMath-RL); catalog.md 2.1.
+Models", arXiv 2402.03300, sec. 4.1 (method) and 4.2 (DeepSeekMath-RL); docs/papers.md 2.1.
 
 Reproduction card
   paper:     DeepSeekMath-RL 7B = GRPO on DeepSeekMath-Instruct 7B with the chain-of-thought GSM8K and
@@ -64,7 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.algo.advantage = "grpo"  # A_i = (r_i - mean r) / std r, outcome supervision [paper sec. 4.1.2]
   c.algo.advantage_options = ml_collections.ConfigDict(dict(scale_by_std=True, std_ddof=1))
   c.algo.loss = "ppo_clip"
-  c.algo.clip_low = 0.2  # eps [recall; catalog.md 2.1]
+  c.algo.clip_low = 0.2  # eps [recall; docs/papers.md 2.1]
   c.algo.clip_high = 0.2  # eps (symmetric in GRPO)
   c.algo.dual_clip = None  # no dual clip in the paper
   c.algo.agg_mode = "seq-mean-token-mean"  # 1/G sum_i 1/|o_i| sum_t [paper eq. 3]

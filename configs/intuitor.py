@@ -1,30 +1,32 @@
 r"""Intuitor: GRPO with the policy's own self-certainty as the only reward (no labels, no verifier).
 
-Paper: Zhao et al., "Learning to Reason without External Rewards", arXiv 2505.19590; catalog.md 2.2
-("Self-certainty (Intuitor)"). Per response token, sc_t = logsumexp(z_t) - mean_v z_{t,v} - log |V|
-(the KL from the uniform distribution to the policy's next-token distribution, at the sampling
-temperature); the response reward is the mean of sc_t over its tokens (reward `self_certainty`,
-rlvr_jax/rewards/self_rewards.py). The token statistics are computed on device from the policy's
-hidden states by rlvr_jax.algorithms.token_stats, without an [N, V] logits tensor leaving the device.
-Siblings: rewards `neg_entropy` and `mean_logp` (--config.reward.terms).
+Paper: Zhao et al., "Learning to Reason without External Rewards", arXiv 2505.19590;
+docs/papers.md 2.2 ("Self-certainty (Intuitor)"). Per response token,
+sc_t = logsumexp(z_t) - mean_v z_{t,v} - log |V| (the KL from the uniform distribution to the
+policy's next-token distribution, at the sampling temperature); the response reward is the mean of
+sc_t over its tokens (reward `self_certainty`, rlvr_jax/rewards/self_rewards.py). The token
+statistics are computed on device from the policy's hidden states by
+rlvr_jax.algorithms.token_stats, without an [N, V] logits tensor leaving the device. Siblings:
+rewards `neg_entropy` and `mean_logp` (--config.reward.terms).
 
 Reproduction card
   paper:     Intuitor on Qwen2.5-1.5B / 3B with MATH (train), evaluated on MATH-500, GSM8K and
              code / instruction benchmarks [recall]; hyperparameters below [recall, not verified
-             offline: catalog 2.2 marks them unverified].
+             offline: docs/papers.md 2.2 marks them unverified].
   command:   python -m experiments.run --config configs/intuitor.py --workdir /runs/intuitor \
                --config.model.path=/models/Qwen2.5-1.5B \
                --config.data.path=/data/math_train.jsonl --config.data.eval_path=/data/math500.jsonl
              CPU smoke run: python -m experiments.run --config configs/intuitor.py:cpu --workdir /tmp/it
   hardware:  paper: a GPU node [recall]. Here untested at that size; :cpu runs in ~1 minute on 2 CPU
              cores.
-  expected:  small accuracy gains early in training while entropy falls; the catalog's tiny-scale
-             claim (4.4 #7) adds possible reward hacking (short or repetitive confident outputs).
+  expected:  small accuracy gains early in training while entropy falls; the tiny-scale claim
+             (docs/papers.md 4.4 #7) adds possible reward hacking (short or repetitive confident
+             outputs).
   measured:  see the README ledger ("Claims reproduced", intuitor_self_certainty; tiny regime
              configs/intuitor.py:arith).
 
-Tags: [paper] printed in the paper as recalled for catalog.md; [recall] recalled, not re-checked
-offline; [this config] chosen here.
+Tags: [paper] printed in the paper as recalled for docs/papers.md; [recall] recalled, not
+re-checked offline; [this config] chosen here.
 """
 import ml_collections
 

@@ -1,7 +1,7 @@
 r"""KnowRL: self-knowledge by consensus; the policy is rewarded for agreeing with its own samples.
 
-Paper: "KnowRL: Teaching Language Models to Know What They Know", Oct 2025; seed abstract in
-../shared/papers/seeds/; catalog.md 1.1 ("KnowRL").
+Paper: "KnowRL: Teaching Language Models to Know What They Know", Oct 2025; seed abstract
+(arXiv abstract page); docs/papers.md 1.1 ("KnowRL").
 
 KnowRL has two parts: (i) introspection, where the model writes tasks and labels each feasible or
 infeasible for itself, and (ii) consensus-based rewarding, where "stability of self-knowledge

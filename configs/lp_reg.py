@@ -3,7 +3,7 @@ min-p-filtered proxy of the old policy.
 
 Paper: "Lp-Reg" (arXiv 2510.03222); code CarlanLark/Lp-Reg-dev (core_algos.py::
 compute_policy_loss_lp_reg, dp_actor.py::apply_min_p, recipe/lp_reg/
-Qwen3_14b_lp_reg_onpolicy_64gpu.sh); catalog.md 2.4 ("Lp-Reg").
+Qwen3_14b_lp_reg_onpolicy_64gpu.sh); docs/papers.md 2.4 ("Lp-Reg").
 
 Loss `lp_reg` (rlvr_jax/algorithms/losses.py): among the tokens of negative-advantage responses,
 the lowest-probability 1% of the mini-batch are candidates; a candidate that a min-p filter of
@@ -16,7 +16,7 @@ position: both come from tiled passes over the vocabulary next to the log-prob k
 Reproduction card
   paper:     Qwen3-14B-Base and Qwen2.5-32B on DAPO-Math-17K: 60.17% average over five math
              benchmarks (+2.66 over the best baseline), stable for ~1,000 on-policy steps [paper,
-             as summarised in catalog 1.2]. Settings [code]: 256 prompts x 8, one mini-batch
+             as summarised in docs/papers.md 2.4]. Settings [code]: 256 prompts x 8, one mini-batch
              (strictly on-policy), lr 1e-6, max response 8,192, temperature 1.0, no reference KL,
              no overlong buffer, token-mean; kappa 0.02, 1% of negative tokens, beta 1.
   command:   python -m experiments.run --config configs/lp_reg.py --workdir /runs/lp_reg \
@@ -26,12 +26,12 @@ Reproduction card
   hardware:  paper: 64 GPUs [code: recipe name]. Here untested at that size; :cpu runs in ~1 minute
              on 2 CPU cores.
   expected:  entropy and pass@k at large k stay closer to the base than under GRPO / DAPO at equal
-             pass@1 (catalog 4.4 #9).
+             pass@1 (docs/papers.md 4.4 #9).
   measured:  tiny regime only: an arm of the claim diversity_preserving_losses (configs/claims_arith.py,
              3 seeds; README ledger "Claims reproduced"); the :cpu variant is a 2-step smoke test.
 
-Tags: [paper] as summarised in catalog.md; [code] the repository as read for catalog.md 2.4;
-[this config] chosen here.
+Tags: [paper] as summarised in docs/papers.md; [code] the repository as read for
+docs/papers.md 2.4; [this config] chosen here.
 """
 import ml_collections
 

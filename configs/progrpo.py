@@ -2,8 +2,8 @@ r"""ProGRPO (ARM): GRPO whose positive advantages are spread across the correct 
 confidence, so the most likely correct path stops absorbing all the probability mass.
 
 Paper: "Back to Basics: Revisiting Exploration in Reinforcement Learning for LLM Reasoning via
-Generative Probabilities" (ProGRPO, Advantage Re-weighting Mechanism, ARM); seed abstract in
-../shared/papers/seeds/; catalog.md 1.2 ("ProGRPO / ARM").
+Generative Probabilities" (ProGRPO, Advantage Re-weighting Mechanism, ARM); seed abstract
+(arXiv abstract page); docs/papers.md 1.2 ("ProGRPO / ARM").
 
 Advantage `confidence_reweighted` (rlvr_jax/algorithms/advantages.py): A'_i = w_i A_i on the rows
 with A_i > 0, w = n_+ softmax(-beta c) over them, c_i the mean log-prob of response i (answer

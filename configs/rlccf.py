@@ -1,7 +1,8 @@
 r"""RLCCF: label-free RL by a collective vote weighted by each member's self-consistency.
 
 Paper: "Wisdom of the Crowd: Reinforcement Learning from Coevolutionary Collective Feedback"
-(RLCCF), Aug 2025; seed abstract in ../shared/papers/seeds/; catalog.md 1.1 and 2.2 ("RLCCF").
+(RLCCF), Aug 2025; seed abstract (arXiv abstract page, summarised in docs/papers.md 1.1);
+docs/papers.md 2.2 ("RLCCF").
 
 Each question is answered by every member of a collective; model k's vote weighs its
 self-consistency SC_k = max_a freq_k(a), the pseudo-label is y* = argmax_a sum_k SC_k freq_k(a),

@@ -2,7 +2,7 @@ r"""RLOO: REINFORCE with the leave-one-out baseline of the other k-1 samples of 
 whole-sequence log-probabilities, KL penalty folded into the reward, one update per rollout.
 
 Paper: Ahmadian et al., "Back to Basics: Revisiting REINFORCE Style Optimization for Learning from
-Human Feedback in LLMs", arXiv 2402.14740, sec. 3 (RLOO estimator, eq. 5); catalog.md 2.1.
+Human Feedback in LLMs", arXiv 2402.14740, sec. 3 (RLOO estimator, eq. 5); docs/papers.md 2.1.
 
 Reproduction card
   paper:     RLHF of SFT models (Pythia 6.9B, Llama 7B) against a learned reward model on TL;DR

@@ -3,27 +3,28 @@ outcomes, role-conditioned advantage estimation (RAE: a per-seat EMA baseline ke
 algorithm state and checkpoints).
 
 Paper: SPIRAL (Liu et al., "SPIRAL: Self-Play on Zero-Sum Games Incentivizes Reasoning via
-Multi-Agent Multi-Turn Reinforcement Learning", arXiv 2506.24119; catalog.md 2.3, 2.8). SPIRAL
+Multi-Agent Multi-Turn Reinforcement Learning", arXiv 2506.24119; docs/papers.md 2.3, 2.8). SPIRAL
 trains Qwen3-4B-Base on TicTacToe, Kuhn Poker and Simple Negotiation through TextArena; this config
 is the engine's two-seat run on a built-in tic-tac-toe (rlvr_jax/episodes/games/tictactoe.py), not
 yet a reproduction of SPIRAL's transfer results: that is the self-play issue.
 
 Reproduction card
   paper:     SPIRAL: Qwen3-4B-Base, Kuhn Poker self-play, +8.6% math / +8.4% general reasoning
-             [catalog Table A]; RAE with decay 0.95, lr 1e-6, 128 games per batch, T = 1.0
-             [catalog 2.3, from the reference code].
+             [abstract, docs/papers.md 2.8]; RAE with decay 0.95, lr 1e-6, 128 games per batch,
+             T = 1.0 [docs/papers.md 2.3, from the reference code].
   command:   python -m experiments.run --config configs/selfplay_tictactoe.py --workdir /runs/ttt \
                --config.model.path=/models/Qwen3-4B-Base
              CPU smoke run: python -m experiments.run --config configs/selfplay_tictactoe.py:cpu \
                --workdir /tmp/ttt
   hardware:  untested at full size; the :cpu variant takes ~1 minute on 2 CPU cores.
   expected:  illegal-move rate falls, and the per-seat baselines absorb the first-mover advantage
-             (catalog 4.4 claim 18).
+             (docs/papers.md 4.4 claim 18).
   measured:  none (the :cpu variant is a 2-step smoke test with a random tiny model).
 
 Metrics: episode/seat0_win_rate, episode/seat1_win_rate, episode/draw_rate,
 episode/illegal_move_rate, episode/game_plies, adv/baseline_role0, adv/baseline_role1; role0/* and
-role1/* per-seat means. Tags: [paper] as printed; [catalog] from catalog.md; [this config] ours.
+role1/* per-seat means. Tags: [paper] as printed; [docs/papers.md X.Y] as summarised in that
+section; [this config] ours.
 """
 import ml_collections
 
@@ -32,7 +33,7 @@ from configs import common
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.base()
-  c.total_steps = 400  # policy steps [catalog 2.3]
+  c.total_steps = 400  # policy steps [docs/papers.md 2.3]
   common.hf_checkpoint(c)
   c.data.template = "plain"  # the rendered board is the whole prompt [this config]
   c.data.template_options = ml_collections.ConfigDict(dict(format="{question}"))
@@ -41,18 +42,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.episode.name = "two_seat_game"
   c.episode.options = ml_collections.ConfigDict(dict(game="tictactoe", opening_moves=0))
 
-  c.rollout.prompts_per_step = 128  # games per rollout batch [catalog 2.3]
+  c.rollout.prompts_per_step = 128  # games per rollout batch [docs/papers.md 2.3]
   c.rollout.num_samples = 1  # one move per position; the game supplies the groups
-  c.rollout.max_new_tokens = 4096  # [catalog 2.3]
-  c.rollout.temperature = 1.0  # [catalog 2.3]
+  c.rollout.max_new_tokens = 4096  # [docs/papers.md 2.3]
+  c.rollout.temperature = 1.0  # [docs/papers.md 2.3]
 
   c.algo.advantage = "role_baseline"  # RAE [paper]
-  c.algo.advantage_options = ml_collections.ConfigDict(dict(decay=0.95))  # alpha [catalog 2.3]
+  # alpha [docs/papers.md 2.3]
+  c.algo.advantage_options = ml_collections.ConfigDict(dict(decay=0.95))
   c.algo.loss = "ppo_clip"
   c.algo.agg_mode = "seq-mean-token-mean"
-  c.algo.kl_coef = 0.0  # no KL [catalog 2.3]
-  c.algo.epochs = 2  # PPO epochs [catalog 2.3]
-  c.optim.lr = 1e-6  # constant [catalog 2.3]
+  c.algo.kl_coef = 0.0  # no KL [docs/papers.md 2.3]
+  c.algo.epochs = 2  # PPO epochs [docs/papers.md 2.3]
+  c.optim.lr = 1e-6  # constant [docs/papers.md 2.3]
   c.optim.schedule = "constant"
 
   if arg == "cpu":

@@ -1,7 +1,7 @@
 r"""SSR-Zero: reference-free RL for translation, rewarded by the policy's own judgement.
 
 Paper: "SSR-Zero: Simple Self-Rewarding Reinforcement Learning for Machine Translation",
-arXiv 2505.16637; seed abstract in ../shared/papers/seeds/; catalog.md 2.2 ("SSR-Zero").
+arXiv 2505.16637; seed abstract (arXiv abstract page); docs/papers.md 2.2 ("SSR-Zero").
 
 The policy translates; for each translation the same policy is prompted, with no reference, to
 score it from 0 to 100 (GEMBA-DA style: wrong language, irrelevant text or several translations

@@ -2,7 +2,7 @@ r"""TraPO: semi-supervised RLVR; a small labelled set decides which unlabelled p
 
 Paper: "TraPO: A Semi-Supervised Reinforcement Learning Framework for Boosting LLM Reasoning",
 arXiv 2512.13106; code ShenzhiYang2000/TRAPO (Weakly_Supervised/Research/Semi_RL/
-semi_ray_trainer.py, scripts/run/run_semi.sh); catalog.md 2.2 ("TraPO").
+semi_ray_trainer.py, scripts/run/run_semi.sh); docs/papers.md 2.2 ("TraPO").
 
 A labelled prompt is rewarded by the verifier against its gold answer; an unlabelled prompt by
 agreement with the majority answer of its group (a tie for the top count gives no pseudo-label:
@@ -30,8 +30,8 @@ Reproduction card
                --claim trapo_semi_supervised --seeds 3`
   hardware:  paper: 8 GPUs, one node [code]. Here untested at that size; :cpu runs in ~1 minute on
              2 CPU cores, :arith ~5 minutes per run.
-  expected:  catalog 4.4 #6 (tiny scale): 10% labelled with the trajectory selection is at least
-             as good as majority-vote RL on 100% unlabelled, and close to full supervision.
+  expected:  docs/papers.md 4.4 #6 (tiny scale): 10% labelled with the trajectory selection is at
+             least as good as majority-vote RL on 100% unlabelled, and close to full supervision.
   measured:  see the README ledger ("Claims reproduced", trapo_semi_supervised).
 
 Differences from the code, chosen here: trajectories are compared over a query's own length when
@@ -39,8 +39,9 @@ it was visited fewer times than the database's shortest trajectory (the code rai
 unlabelled trajectory selected again replaces its own database entry (the code then clears every
 unlabelled entry). Warm-up counts visits of the labelled prompts, i.e. epochs, as the code does.
 
-Tags: [abstract] the seed abstract; [code] the repository as read for catalog.md 2.2 and here;
-[recall] not re-checked offline; [this config] chosen here.
+Tags: [abstract] the paper's arXiv abstract (summarised in docs/papers.md 1.1); [code] the
+repository as read for docs/papers.md 2.2 and here; [recall] not re-checked offline; [this config]
+chosen here.
 """
 import ml_collections
 

@@ -1,7 +1,7 @@
 r"""TTRL: test-time reinforcement learning with a majority-vote reward and no labels.
 
 Paper: Zuo et al., "TTRL: Test-Time Reinforcement Learning", arXiv 2504.16084, sec. 3; code
-PRIME-RL/TTRL (verl/verl/trainer/ppo/ttrl_utils.py); catalog.md 2.2 ("TTRL majority vote").
+PRIME-RL/TTRL (verl/verl/trainer/ppo/ttrl_utils.py); docs/papers.md 2.2 ("TTRL majority vote").
 
 For every prompt, N samples vote: the most common parsed answer is the pseudo-label, each sample's
 reward is 1 if its answer equals it, and training uses n of the N samples (GRPO advantages inside
@@ -21,8 +21,8 @@ Reproduction card
   hardware:  paper: 8 x A100 80GB [recall]. Here untested at that size; :cpu runs in ~1 minute on
              2 CPU cores, :arith ~3-6 minutes per run.
   expected:  accuracy rises without labels when the initial majority answer is usually right; the
-             tiny-scale claim (catalog 4.4 #4) adds that on a harder tier, where the majority is
-             mostly wrong, label accuracy and entropy collapse.
+             tiny-scale claim (docs/papers.md 4.4 #4) adds that on a harder tier, where the
+             majority is mostly wrong, label accuracy and entropy collapse.
   measured:  see the README ledger ("Claims reproduced", ttrl_majority_vote).
 
 Test-time RL: the full variant sets config.data.test_time, so RL trains on the evaluation
@@ -38,15 +38,15 @@ regime trains on the training split instead (its claim compares difficulty tiers
 Answers vote by math equivalence in the full variant (majority_vote equivalence="math":
 math-verify in the shared process pool); the tiny regimes compare bare integers as strings.
 
-Tags: [paper] printed in the paper as recalled for catalog.md; [recall] recalled, not re-checked
-offline; [this config] chosen here.
+Tags: [paper] printed in the paper as recalled for docs/papers.md; [recall] recalled, not
+re-checked offline; [this config] chosen here.
 """
 import ml_collections
 
 from configs import claims_arith, common
 
-VOTES = 64  # N samples that vote [recall: catalog 2.2]
-TRAIN_SAMPLES = 32  # n of them used for training [recall: catalog 2.2]
+VOTES = 64  # N samples that vote [recall: docs/papers.md 2.2]
+TRAIN_SAMPLES = 32  # n of them used for training [recall: docs/papers.md 2.2]
 
 
 def ttrl_reward(c: ml_collections.ConfigDict, *, votes: int, train_samples: int,

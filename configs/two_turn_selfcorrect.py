@@ -2,7 +2,7 @@ r"""Two-turn self-correction on the two_turn episode: a first attempt, then a se
 the first and an instruction; both turns trained with GRPO advantages inside their own turn.
 
 Paper: the setting of SCoRe (Kumar et al., "Training Language Models to Self-Correct via
-Reinforcement Learning", arXiv 2409.12917; catalog.md 2.7). This config is the engine's
+Reinforcement Learning", arXiv 2409.12917; docs/papers.md 2.7). This config is the engine's
 two-turn run with SCoRe's stage-II reward shaping; it is NOT yet a reproduction of SCoRe (whose
 model is Gemini, not open): that, with stage I's first-turn KL, is the self-correction issue.
 

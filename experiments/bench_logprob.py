@@ -53,7 +53,8 @@ def _device_bytes(stat: str) -> int | None:
 
 def grpo_epilogue(logp, entropy, old_logp, ref_logp, advantages, mask, *, clip_low=0.2,
                   clip_high=0.28, kl_coef=0.04, entropy_coef=1e-3):
-  """Token-mean clipped PG + k3 KL + entropy bonus (catalog: GRPO / DAPO); a stand-in for the trainer."""
+  """Token-mean clipped PG + k3 KL + entropy bonus (GRPO / DAPO, docs/papers.md 2.1); a stand-in
+  for the trainer."""
   import jax.numpy as jnp
   ratio = jnp.exp(logp - old_logp)
   clipped = jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high)

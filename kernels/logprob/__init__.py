@@ -1,8 +1,8 @@
 """Fused log-prob and entropy of sampled tokens (issue 6): ``logprob(hidden, weight, targets, ...)``.
 
-Layout (STYLE.md item 11): ``reference.py`` (materialised oracle), ``xla.py`` (tiled jnp, custom
-VJP), ``pallas_tpu.py`` (Pallas TPU, interpretable on CPU), ``pallas_mosaic_gpu.py`` (Mosaic GPU
-forward for Hopper), ``api.py`` (selection and fallback). README.md explains the design choices
+Layout (docs/style.md item 11): ``reference.py`` (materialised oracle), ``xla.py`` (tiled jnp,
+custom VJP), ``pallas_tpu.py`` (Pallas TPU, interpretable on CPU), ``pallas_mosaic_gpu.py`` (Mosaic
+GPU forward for Hopper), ``api.py`` (selection and fallback). README.md explains the design choices
 (including why the policy-loss epilogue is left to XLA) with measurements.
 
 Note: ``rlvr_jax.kernels.logprob`` is the *function* (re-exported by ``rlvr_jax/kernels``); import the

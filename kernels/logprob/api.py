@@ -142,7 +142,8 @@ def logprob(
     hidden: final hidden states (after the last norm), [N, D].
     weight: unembedding, [D, V] (the transpose of an HF ``lm_head.weight``).
     targets: sampled token ids, int [N].
-    temperature: the sampling temperature the log-probs must match (catalog: EAD, TIS notes).
+    temperature: the sampling temperature the log-probs must match (docs/papers.md 2.4: EAD's
+      tempered sampling and truncated importance sampling).
     implementation: None (best for the backend), "reference", "xla" or "pallas".
 
   Returns:

@@ -1,12 +1,12 @@
 """Materialised log-prob and entropy of the sampled token: the oracle for the fused kernels.
 
 For hidden states ``h`` [N, D], an unembedding ``W`` [D, V], sampled tokens ``t`` [N] and a sampling
-temperature ``tau``, the policy-gradient losses of the RLVR papers (catalog section 2.1: GRPO, DAPO,
+temperature ``tau``, the policy-gradient losses of the RLVR papers (docs/papers.md 2.1: GRPO, DAPO,
 Dr. GRPO, CISPO, the KL and entropy regularisers) need, per token,
 
     z      = (h @ W) / tau                       # [N, V] tempered logits
     logp   = z[t] - logsumexp(z)                 # log pi(t | context)
-    H      = -sum_v p_v log p_v,  p = softmax(z) # token entropy (catalog: H_{i,t})
+    H      = -sum_v p_v log p_v,  p = softmax(z) # token entropy (H_{i,t} in docs/papers.md 2.0)
 
 This module computes exactly that with the full [N, V] logits in memory and lets ``jax.grad`` derive
 the gradients: it is the readable definition that ``xla.py`` and the Pallas kernels are tested

@@ -315,13 +315,13 @@ def reinforce_pp_token(rewards, *, group_ids, mask, scores, kl_penalty, gamma: f
 
 @register_advantage("role_baseline")
 def role_baseline(rewards, *, group_ids, roles, state, decay: float = 0.95):
-  """Role-conditioned advantage estimation, RAE (SPIRAL, arXiv 2506.24119; catalog 2.3 from the
-  reference code): every role p keeps an EMA baseline b_p (initially 0). Games (``group_ids``) are
-  taken in order; for game g with return R_p for role p, every row of that role gets
-  A = R_p - b_p (the baseline read before the update), then b_p <- decay * b_p + (1 - decay) R_p.
-  The baselines live in the run's algorithm state: checkpointed and restored on resume. The
-  return of a role in a game is the mean reward of its rows (zero-sum games give every row of a
-  role the same reward)."""
+  """Role-conditioned advantage estimation, RAE (SPIRAL, arXiv 2506.24119; docs/papers.md 2.3,
+  from the reference code): every role p keeps an EMA baseline b_p (initially 0). Games
+  (``group_ids``) are taken in order; for game g with return R_p for role p, every row of that
+  role gets A = R_p - b_p (the baseline read before the update), then
+  b_p <- decay * b_p + (1 - decay) R_p. The baselines live in the run's algorithm state:
+  checkpointed and restored on resume. The return of a role in a game is the mean reward of its
+  rows (zero-sum games give every row of a role the same reward)."""
   rewards = np.asarray(rewards, np.float32)
   roles = np.asarray(roles)
   group_ids = np.asarray(group_ids)

@@ -10,7 +10,7 @@ exactly, and so are the gradients. Dividing by local counts instead (what TRL di
 what verl#3741 reports for its token-mean under gradient accumulation) weights tokens of short
 micro-batches more than tokens of long ones.
 
-Modes (catalog.md section 2.0; verl ``agg_loss``), l = per-token loss, m = mask:
+Modes (docs/papers.md 2.0; verl ``agg_loss``), l = per-token loss, m = mask:
 
 * ``token-mean``               sum_{i,t} l m / global_tokens                      (DAPO eq. 8)
 * ``seq-mean-token-mean``      sum_i [sum_t l m / sum_t m] / global_seqs          (GRPO eq. 3)

@@ -1,8 +1,8 @@
 """KL regularisers: per-token estimators, KL-in-reward, and the forward-KL / JS rehearsal term.
 
 Reverse KL to a reference, KL(pi_theta || pi_ref), is estimated per token from samples of the
-*policy* (catalog.md 2.0; Schulman, "Approximating KL divergence", 2020; verl ``kl_penalty``), with
-log r = log pi_ref - log pi_theta:
+*policy* (docs/papers.md 2.0; Schulman, "Approximating KL divergence", 2020; verl
+``kl_penalty``), with log r = log pi_ref - log pi_theta:
 
 * ``k1``  logp - ref_logp = -log r                    unbiased, high variance, can be negative
 * ``k2``  0.5 (log r)^2                               biased, low variance; its gradient is the
@@ -18,8 +18,9 @@ u = pi_theta / pi_0 on those samples:
 * ``k1``  -log u = init_logp - logp              gradient -grad log pi_theta (likelihood on rehearsal)
 * ``k3``  u - 1 - log u                          unbiased (E_{pi_0}[u] = 1), >= 0, same expected gradient
 * ``js``  f(u) with the Jensen-Shannon generator f(u) = 0.5 [u log u - (1 + u) log((1 + u) / 2)],
-          D_f(pi_theta || pi_0) = E_{pi_0}[f(u)]  (catalog.md 2.4, marked [recall]; per-token ratios
-          stand in for sequence ratios, a deviation shared by every token-level estimator here)
+          D_f(pi_theta || pi_0) = E_{pi_0}[f(u)]  (docs/papers.md 2.4, marked [recall];
+          per-token ratios stand in for sequence ratios, a deviation shared by every token-level
+          estimator here)
 """
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def kl_k3(logp, ref_logp):
 
 @register_kl_estimator("k3+", "low_var_kl+")
 def kl_k3_plus(logp, ref_logp):
-  """Value of k3, gradient of k2 (straight-through; catalog.md 2.0, verl ``low_var_kl+``)."""
+  """Value of k3, gradient of k2 (straight-through; docs/papers.md 2.0, verl ``low_var_kl+``)."""
   k2 = kl_k2(logp, ref_logp)
   return k2 + jax.lax.stop_gradient(kl_k3(logp, ref_logp) - k2)
 
@@ -115,7 +116,7 @@ def forward_k3(logp, init_logp):
 @register_forward_divergence("js")
 def forward_js(logp, init_logp):
   """Jensen-Shannon via f(u) = 0.5 [u log u - (1+u) log((1+u)/2)], u = pi_theta / pi_0 on pi_0
-  samples (DPH-RL sec. 3; generator as in catalog.md 2.4, marked [recall])."""
+  samples (DPH-RL sec. 3; generator as in docs/papers.md 2.4, marked [recall])."""
   log_u = jnp.clip(logp - init_logp, -20.0, 20.0)
   u = jnp.exp(log_u)
   # log((1 + u) / 2) = logaddexp(0, log u) - log 2, stable for large or tiny u.

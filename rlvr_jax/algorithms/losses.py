@@ -11,7 +11,7 @@ micro-batches and devices: every metric is already divided by the global token c
 aggregated loss itself), so the full-batch value is the SUM over micro-batches, except keys ending
 in ``_max`` / ``_min`` which combine by max / min (``combine_metrics`` / ``reduce_metrics`` do this).
 
-Notation (catalog.md 2.0): rho = exp(logp - old_logp), A the advantage, eps_lo / eps_hi the
+Notation (docs/papers.md 2.0): rho = exp(logp - old_logp), A the advantage, eps_lo / eps_hi the
 ``clip_low`` / ``clip_high`` options, c the ``dual_clip`` constant. Losses are negated objectives.
 """
 from __future__ import annotations
@@ -181,7 +181,7 @@ def forking_tokens(logp, old_logp, advantages, mask, *, entropy, batch_stats, rh
            the same threshold for every micro-batch and device),
       l_t = 1[H_t >= H*] * ppo_clip_t  (top)   or   1[H_t < H*] * ppo_clip_t  (bottom).
 
-  ``normalize="all"`` (default; catalog 2.4 [recall, unchecked]: the denominator stays every
+  ``normalize="all"`` (default; docs/papers.md 2.4 [recall, unchecked]: the denominator stays every
   response token) divides the kept tokens' losses by all tokens; ``"kept"`` rescales by
   (tokens / kept tokens) of the mini-batch, making a ``token-mean`` aggregation the mean over the
   kept tokens (as if the loss mask itself were shrunk; other aggregations get the same factor). A
@@ -249,11 +249,12 @@ def _clip_cov_prepare(*, logp, entropy, mask, old_logp, advantages, ratio=2e-4, 
 @register_policy_loss("clip_cov", prepare=_clip_cov_prepare)
 def clip_cov(logp, old_logp, advantages, mask, *, batch_stats, ratio=2e-4, cov_low=1.0,
              cov_high=5.0, clip_low=0.2, clip_high=0.2, dual_clip=None):
-  """Clip-Cov (The Entropy Mechanism of RL for Reasoning LMs, arXiv 2505.22617; catalog 2.4 from
-  verl's ``compute_policy_loss_clip_cov``): PPO-clip, except that a random ``ratio`` fraction of
-  the mini-batch's tokens (at least one), drawn among those whose centred covariance
-  cov_t = (A_t - mean A)(log pi_t - mean log pi) lies in (cov_low, cov_high), have their gradient
-  detached (loss term 0): the high-covariance tokens are the ones that drive entropy down.
+  """Clip-Cov (The Entropy Mechanism of RL for Reasoning LMs, arXiv 2505.22617;
+  docs/papers.md 2.1, from verl's ``compute_policy_loss_clip_cov``): PPO-clip, except that a random
+  ``ratio`` fraction of the mini-batch's tokens (at least one), drawn among those whose centred
+  covariance cov_t = (A_t - mean A)(log pi_t - mean log pi) lies in (cov_low, cov_high), have
+  their gradient detached (loss term 0): the high-covariance tokens are the ones that drive entropy
+  down.
 
   Means and the draw are over the whole mini-batch (prepare hook). The draw is a fixed
   pseudo-random order (a hash of each token's old log-prob and position) so that every micro-batch
@@ -353,8 +354,8 @@ dispo.check = _check_dispo
 @register_policy_loss("ace")
 def ace(logp, old_logp, advantages, mask, *, ref_logp, alpha=1.0, clip_low=0.2, clip_high=0.2,
         dual_clip=None):
-  """ACE (arXiv 2602.21420; catalog 2.3 [summary]): PPO-clip where the advantage of an incorrect
-  rollout (A_i < 0) is scaled by its over-confidence relative to the reference,
+  """ACE (arXiv 2602.21420; docs/papers.md 2.3 [summary]): PPO-clip where the advantage of an
+  incorrect rollout (A_i < 0) is scaled by its over-confidence relative to the reference,
 
       c_i = sum_t (log pi_old(y_t) - log pi_ref(y_t))   (sequence log-ratio, response tokens),
       A_i <- A_i * (1 + alpha * softplus(c_i))  if A_i < 0,   positive advantages unchanged,
@@ -412,8 +413,8 @@ def _lp_reg_prepare(*, logp, entropy, mask, old_logp, advantages, kappa=0.02, ne
 def lp_reg(logp, old_logp, advantages, mask, *, old_max_logp, old_minp_logmass, batch_stats,
            kappa=0.02, neg_frac=0.01, pos_frac=0.0, beta=1.0, clip_low=0.2, clip_high=0.2,
            dual_clip=None):
-  """Lp-Reg (arXiv 2510.03222; code compute_policy_loss_lp_reg, catalog 2.4): protect the rare
-  low-probability tokens of negative samples ("reasoning sparks") from being pushed to zero.
+  """Lp-Reg (arXiv 2510.03222; code compute_policy_loss_lp_reg, docs/papers.md 2.4): protect the
+  rare low-probability tokens of negative samples ("reasoning sparks") from being pushed to zero.
 
   1. Proxy: the old policy through a min-p filter, renormalised,
      pi_proxy(v) = pi_old(v) 1[pi_old(v) >= kappa max_u pi_old(u)] / Z  (Z the kept mass; both

@@ -3,7 +3,7 @@
 ``rlvr_jax.rewards`` is numpy-only; the trainer computes these [N, T] arrays next to the log-probs,
 copies them to host and passes them as ``token_stats`` to ``compute_rewards``.
 
-Self-certainty (Intuitor, arXiv 2505.19590, eq. 4; catalog.md 2.2) of position t:
+Self-certainty (Intuitor, arXiv 2505.19590, eq. 4; docs/papers.md 2.2) of position t:
 
     sc_t = KL(U || pi(. | x, y_<t)) = logsumexp(z_t) - mean_v z_{t,v} - log V,
 

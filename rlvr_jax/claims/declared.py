@@ -1,5 +1,8 @@
-"""The claims this codebase tests (catalog.md 4.4 numbers them). Sentences are quoted from memory of
-the papers where marked [recall], not verbatim: the PDFs are not available offline.
+"""The claims this codebase tests (docs/papers.md 4.4 lists and numbers them). "catalog X.Y" in
+the ``paper`` and ``sentence`` fields below names a section of docs/papers.md, which keeps the
+catalog's numbering ("catalog 4.4 claim N" is claim N there; the 80/20 paper's summary is in 2.4).
+Sentences are quoted from memory of the papers where marked [recall], not verbatim: the PDFs are
+not available offline.
 
 Claims run on ``configs/claims_arith.py`` (the base-model regime: a tiny char-level model
 warm-started to be diverse but imperfect) or, where responses need room to grow, on

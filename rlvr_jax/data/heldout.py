@@ -1,6 +1,6 @@
 """Held-out evaluation sources that share no question with the training source.
 
-Two safeguards, both needed (ENV.md, "What a tiny RL run here taught us"):
+Two safeguards, both needed (docs/environment.md, "What a tiny RL run here taught us"):
 
 1. Disjoint generation. reasoning-gym builds item i from ``Random(seed + i)``, so two datasets whose
    seeds differ by less than their size share most items. The derived held-out config shifts every

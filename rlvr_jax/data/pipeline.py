@@ -15,8 +15,8 @@ see at step t: results do not depend on how many hosts feed the run.
 
 The iterator's ``get_state() -> dict`` / ``set_state(dict)`` (grain ``DatasetIterator``) round-trip
 exactly; the state is a small JSON-serialisable dict to store with each checkpoint, so a resumed
-run continues with the same data order. ``worker_count`` is 0 (ENV.md: grain worker processes are
-slower on 2 cores, and the procedural sources are cheap).
+run continues with the same data order. ``worker_count`` is 0 (docs/environment.md: grain worker
+processes are slower on 2 cores, and the procedural sources are cheap).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``collective_vote``: RLCCF's collective-consistency reward (Wisdom of the Crowd, catalog 2.2).
+"""``collective_vote``: RLCCF's collective-consistency reward (Wisdom of the Crowd;
+docs/papers.md 2.2).
 
 RLCCF trains K different models together; each question's pseudo-label is a vote over the
 collective's answers in which model k's votes weigh its self-consistency,

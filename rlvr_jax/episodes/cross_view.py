@@ -1,4 +1,5 @@
-"""``cross_view``: Co-Reward's cross-view voting (Co-rewarding-I, arXiv 2508.00410; catalog 2.2).
+"""``cross_view``: Co-Reward's cross-view voting (Co-rewarding-I, arXiv 2508.00410;
+docs/papers.md 2.2).
 
 Every question x has a second view x' with the same answer (a rephrasing). G samples are drawn for
 each view; each view's pseudo-label is the majority answer of the *other* view's samples,

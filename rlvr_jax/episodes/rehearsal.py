@@ -1,5 +1,5 @@
 """``rehearsal``: DPH-RL's split of the prompts by the initial policy's pass rate (arXiv 2509.07430;
-catalog 2.4 "DPH-RL").
+docs/papers.md 2.4 "DPH-RL").
 
 The first time a prompt is seen, the frozen reference policy pi_0 (the initial checkpoint) answers
 it ``rehearsal_samples`` times; its pass rate and those samples are stored in the episode state

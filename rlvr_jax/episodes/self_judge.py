@@ -1,8 +1,8 @@
 """``self_judge``: the policy scores its own responses through a judging prompt (SSR-Zero).
 
-SSR-Zero (arXiv 2505.16637; catalog 2.2): the policy writes G responses to a question; for each,
-the same policy is prompted, without a reference answer, to rate the response on a 0-100 scale,
-and the rating (scaled to [0, 1]) is the GRPO reward. Here:
+SSR-Zero (arXiv 2505.16637; docs/papers.md 2.2): the policy writes G responses to a question;
+for each, the same policy is prompted, without a reference answer, to rate the response on a
+0-100 scale, and the rating (scaled to [0, 1]) is the GRPO reward. Here:
 
     judge prompt  = ``judge_template`` filled with the question and the response (through the
                     run's prompt template, so a chat model sees its chat format),

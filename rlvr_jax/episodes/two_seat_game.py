@@ -1,5 +1,5 @@
 """``two_seat_game``: one policy plays both seats of a two-player text game to the end (SPIRAL-style
-self-play, arXiv 2506.24119; catalog 2.3 / 2.8).
+self-play, arXiv 2506.24119; docs/papers.md 2.3 / 2.8).
 
 Each example of the step's batch starts one game (its content is not used; openings are drawn from
 the step's rng, ``opening_moves`` random legal moves, so positions vary). All unfinished games

@@ -1,5 +1,5 @@
 """``two_turn``: a first attempt, then a second attempt conditioned on it (SCoRe-style
-self-correction, arXiv 2409.12917; catalog 2.7).
+self-correction, arXiv 2409.12917; docs/papers.md 2.7).
 
 Turn 1: y1 ~ pi(. | x), G samples per prompt. Turn 2: y2 ~ pi(. | x, y1, instruction), one per y1.
 Each trained turn is its own row (the turn-2 row's prompt holds x, y1 and the instruction), with

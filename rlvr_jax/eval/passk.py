@@ -7,7 +7,7 @@ Catalog section 2.9 ("Evaluation metrics the library must ship").
   ``1 - C(n-c, k) / C(n, k)``. The ratio is computed as ``prod_{i=n-c+1}^{n} (1 - k/i)``, which
   never forms the huge binomials (n = 1024 in the Limit-of-RLVR curves, Yue et al., 2025,
   arXiv:2504.13837).
-* CoT-pass@k (catalog section 2.9; Wen et al., 2025, "RLVR implicitly incentivizes correct
+* CoT-pass@k (docs/papers.md 2.9; Wen et al., 2025, "RLVR implicitly incentivizes correct
   reasoning in base LLMs"): pass@k where a sample counts only if its answer is correct AND its
   reasoning steps check out (``summarize(..., steps_ok=...)``; the step checker is task-specific
   and lives with the task).
@@ -186,7 +186,7 @@ def summarize(correct: Bool[np.ndarray, "P n"], answers: Sequence[Sequence[str |
 
     ``steps_ok`` [P, n]: whether each sample's reasoning steps check out (a step checker's verdict).
     With it, ``cot_pass@k`` is pass@k counting only samples whose answer AND steps are correct
-    (CoT-pass@k, catalog section 2.9), and ``cot_mean_accuracy`` is their share.
+    (CoT-pass@k, docs/papers.md 2.9), and ``cot_mean_accuracy`` is their share.
     """
     correct = _as_bool_matrix(correct)
     num_problems, n = correct.shape

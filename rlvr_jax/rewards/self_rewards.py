@@ -66,8 +66,8 @@ def majority_vote_reward(
   group are compared pairwise in the shared math-verify pool (``timeout`` seconds per pair; a pair
   that times out or fails counts as different, ``equivalence_timeout``), the rest by string.
 
-  ``hybrid`` (TTRL's repository option; catalog 2.2): a group where some sample matches the gold
-  answer is rewarded against the gold (r_i = 1[ans(y_i) = gold]); only groups with no correct
+  ``hybrid`` (TTRL's repository option; docs/papers.md 2.2): a group where some sample matches the
+  gold answer is rewarded against the gold (r_i = 1[ans(y_i) = gold]); only groups with no correct
   sample fall back to the vote. It reads the gold, so it is semi-supervised, not label-free
   (``hybrid_frac``: the fraction of groups rewarded against the gold).
   """
@@ -121,7 +121,7 @@ def consensus_reward(
     extract: str = "auto",
     choices: Sequence[str] | None = None,
 ) -> RewardOutput:
-  """KnowRL's consensus reward (Oct 2025; catalog 1.1, from the abstract: "stability of
+  """KnowRL's consensus reward (Oct 2025; docs/papers.md 1.1, from the abstract: "stability of
   self-knowledge assessment is reinforced through internal agreement") [inferred from abstract]:
   a sample is rewarded by the share of the *other* samples of its group that give the same answer,
 
@@ -179,7 +179,8 @@ def trapo_reward(
     extract: str = "auto",
     strict: bool = True,
 ) -> RewardOutput:
-  """TraPO's semi-supervised reward (arXiv 2512.13106; code semi_ray_trainer.py, catalog 2.2).
+  """TraPO's semi-supervised reward (arXiv 2512.13106; code semi_ray_trainer.py;
+  docs/papers.md 2.2).
 
   A row with ``labelled`` True is scored by the ``verifier`` reward against its gold answer. A row
   with ``labelled`` False is scored by the vote of its group: r_i = 1[ans(y_i) = y*], y* the

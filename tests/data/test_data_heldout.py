@@ -16,7 +16,7 @@ def _questions(src):
 
 
 def test_nearby_seeds_overlap_which_is_why_seeds_are_shifted():
-    # ENV.md fact the design rests on: item i of seed s is item i-1 of seed s+1.
+    # docs/environment.md fact the design rests on: item i of seed s is item i-1 of seed s+1.
     a = sources.make_source(dict(TRAIN, size=50))
     b = sources.make_source(dict(TRAIN, size=50, seed=4))
     assert a[1]["question"] == b[0]["question"]

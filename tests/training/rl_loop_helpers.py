@@ -19,7 +19,7 @@ from rlvr_jax import rewards as rewards_lib
 REPO = pathlib.Path(__file__).resolve().parents[2]
 JAX_CACHE = REPO / ".jax_cache"
 
-# Columns every metrics.jsonl row must have (DESIGN.md, "Public API", experiments.run).
+# Columns every metrics.jsonl row must have (docs/design.md, "Public API", experiments.run).
 DESIGN_FIELDS = ("step", "reward_mean", "accuracy", "entropy", "kl", "clip_frac", "response_len",
                  "tokens_per_s", "time_rollout_s", "time_update_s")
 
@@ -82,7 +82,8 @@ def deterministic(row: dict) -> dict:
 
 
 def assert_finite_row(row: dict) -> None:
-  """DESIGN.md columns present and finite; no other column is NaN / inf (written as strings)."""
+  """The columns docs/design.md lists are present and finite; no other column is NaN / inf
+  (written as strings)."""
   missing = [k for k in DESIGN_FIELDS if k not in row]
   assert not missing, f"metrics row lacks {missing}: {sorted(row)}"
   for k in DESIGN_FIELDS:
