@@ -207,12 +207,19 @@ class EpisodeContext:
     own = np.flatnonzero(dense % count == jax.process_index())
     max_len = int(self.config.rollout.max_new_tokens)
     own_lengths = None if lengths is None else np.asarray(lengths)[own]
+    term_scores: dict[str, np.ndarray] = {}
     rewards, token_rewards, metrics = rewards_lib.compute_rewards(
         spec, [texts[i] for i in own], [examples[i] for i in own], group_size=group_size,
         group_ids=dense[own], lengths=own_lengths, max_len=max_len, return_token_rewards=True,
-        token_stats=None if token_stats is None else {k: v[own] for k, v in token_stats.items()})
-    correct = self.correct([texts[i] for i in own], [examples[i] for i in own]) if correctness \
-        else np.zeros(len(own), bool)
+        token_stats=None if token_stats is None else {k: v[own] for k, v in token_stats.items()},
+        term_scores=term_scores)
+    if not correctness:
+      correct = np.zeros(len(own), bool)
+    else:
+      reused = self._correctness_term(spec)  # the verifier already ran as a reward term
+      correct = (evaluator.is_correct(term_scores[reused], float(self.config.reward.threshold))
+                 if reused is not None and self.grades_training
+                 else self.correct([texts[i] for i in own], [examples[i] for i in own]))
     mine = {"rows": own.tolist(), "rewards": np.asarray(rewards, np.float32).tolist(),
             "correct": np.asarray(correct, bool).tolist(), "metrics": metrics,
             "token_rewards": None if token_rewards is None else token_rewards.tolist()}
@@ -252,6 +259,16 @@ class EpisodeContext:
     configured and the run is not test-time RL (whose training examples carry no labels)."""
     return bool(self.config.reward.correctness) and not getattr(
         getattr(self.config, "data", None), "test_time", False)
+
+  def _correctness_term(self, spec: list[dict]) -> str | None:
+    """The label of a reward term that is exactly the correctness check (same reward, same
+    options), whose scores then decide correctness without verifying a second time."""
+    r = self.config.reward
+    options = dict(r.correctness_options or {})
+    for term in spec:
+      if term["name"] == r.correctness and term["options"] == options:
+        return term["label"]
+    return None
 
   def correct(self, texts: Sequence[str], examples: Sequence[Mapping]) -> np.ndarray:
     r = self.config.reward

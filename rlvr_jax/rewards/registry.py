@@ -17,6 +17,7 @@ propagate; any other exception while scoring costs that term a zero score and a 
 from __future__ import annotations
 
 import inspect
+import threading
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -72,10 +73,51 @@ def _call_kwargs(fn: RewardFn, label: str, options: Mapping[str, Any], context: 
   return kwargs
 
 
-def parse_spec(spec) -> list[dict[str, Any]]:
-  """Normalises a reward spec to ``[{name, weight, options, label}]``.
+# Seconds one call of a reward term may take (the whole batch) before its items count as failed
+# (``reward_timeout/<label>``) and the run goes on; a term's ``timeout_s`` overrides it (None: no
+# limit). Process-pool rewards (math_verify) also have their own per-item timeouts.
+DEFAULT_TIMEOUT_S = 600.0
 
-  Accepted forms: a list of dicts ``{"name", "weight"=1.0, "options"={}, "label"=name}``; a mapping
+
+class _Abandoned:
+  """Reward calls still running after their timeout (their threads cannot be killed)."""
+  threads: list = []
+
+
+def _call_with_timeout(fn: Callable, args: tuple, kwargs: dict, timeout: float | None,
+                       label: str) -> Any:
+  """``fn(*args, **kwargs)`` in a daemon thread, waiting at most ``timeout`` seconds.
+
+  Raises ``TimeoutError`` when the call has not returned by then; the call keeps running in its
+  thread (Python cannot stop it) and is abandoned. None: called inline.
+  """
+  if timeout is None:
+    return fn(*args, **kwargs)
+  box: dict[str, Any] = {}
+
+  def target():
+    try:
+      box["value"] = fn(*args, **kwargs)
+    except BaseException as e:  # pylint: disable=broad-except  (re-raised in the caller)
+      box["error"] = e
+
+  thread = threading.Thread(target=target, name=f"reward:{label}", daemon=True)
+  thread.start()
+  thread.join(timeout)
+  if thread.is_alive():
+    _Abandoned.threads = [t for t in _Abandoned.threads if t.is_alive()] + [thread]
+    raise TimeoutError(f"reward {label!r} did not return within {timeout:g} s "
+                       f"({len(_Abandoned.threads)} abandoned reward call(s) still running)")
+  if "error" in box:
+    raise box["error"]
+  return box["value"]
+
+
+def parse_spec(spec) -> list[dict[str, Any]]:
+  """Normalises a reward spec to ``[{name, weight, options, label, timeout_s}]``.
+
+  Accepted forms: a list of dicts ``{"name", "weight"=1.0, "options"={}, "label"=name,
+  "timeout_s"=DEFAULT_TIMEOUT_S}``; a mapping
   ``{name: weight}`` or ``{name: {"weight", "options", "label"}}``; an ``ml_collections.ConfigDict``
   of either (converted with ``to_dict``); a reward name or a list of names (weight 1).
   """
@@ -99,7 +141,7 @@ def parse_spec(spec) -> list[dict[str, Any]]:
       term = {"name": term}
     if not isinstance(term, Mapping) or "name" not in term:
       raise ValueError(f"reward spec entry {i} must be a dict with a 'name' key, got {term!r}")
-    unknown = set(term) - {"name", "weight", "options", "label"}
+    unknown = set(term) - {"name", "weight", "options", "label", "timeout_s"}
     if unknown:
       raise ValueError(f"reward spec entry {i} ({term['name']!r}) has unknown keys {sorted(unknown)}")
     if term["name"] not in REWARDS:
@@ -109,11 +151,16 @@ def parse_spec(spec) -> list[dict[str, Any]]:
     options = term.get("options") or {}
     if hasattr(options, "to_dict"):
       options = options.to_dict()
+    timeout = term.get("timeout_s", DEFAULT_TIMEOUT_S)
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+      raise ValueError(f"reward spec entry {i} ({term['name']!r}): timeout_s={timeout!r} must be "
+                       "a number of seconds > 0, or None for no limit")
     terms.append({
         "name": term["name"],
         "weight": float(term.get("weight", 1.0)),
         "options": dict(options),
         "label": term.get("label", term["name"]),
+        "timeout_s": None if timeout is None else float(timeout),
     })
   labels = [t["label"] for t in terms]
   if len(set(labels)) != len(labels):
@@ -146,6 +193,7 @@ def compute_rewards(
     lengths: np.ndarray | None = None,
     max_len: int | None = None,
     return_token_rewards: bool = False,
+    term_scores: dict | None = None,
 ):
   """Weighted sum of reward terms, robust to failing terms.
 
@@ -162,6 +210,8 @@ def compute_rewards(
     max_len: maximum response length in tokens (overlong shaping).
     return_token_rewards: also return the weighted sum of per-token scores [N, T] (None if no term
       produces any).
+    term_scores: when a dict, filled with each term's own scores ``{label: [N] float32}`` before
+      weighting (NaN where an item failed), e.g. to reuse a verifier's verdict as correctness.
 
   Returns:
     ``(rewards [N] float32, metrics)`` or ``(rewards, token_rewards, metrics)``. Metrics (floats):
@@ -183,15 +233,24 @@ def compute_rewards(
   for term in parse_spec(spec):
     fn, label = REWARDS[term["name"]], term["label"]
     kwargs = _call_kwargs(fn, label, term["options"], context)
+    timed_out = 0
     try:
-      out = _as_output(fn(completions, examples, **kwargs), n, label)
+      out = _as_output(_call_with_timeout(fn, (completions, examples), kwargs, term["timeout_s"],
+                                          label), n, label)
     except RewardConfigError:
       raise
+    except TimeoutError as e:
+      logging.warning("%s; scoring the batch 0", e)
+      out, timed_out = RewardOutput(np.full(n, np.nan, np.float32), None, {}), n
     except Exception as e:  # pylint: disable=broad-except
       # A broken reward must not kill a long run: score 0, count it, and say why once per call.
       logging.warning("reward %r raised %s: %s; scoring the batch 0", label, type(e).__name__, e)
       out = RewardOutput(np.full(n, np.nan, np.float32), None, {})
+    if timed_out:
+      out.metrics["reward_timeout"] = float(out.metrics.get("reward_timeout", 0)) + timed_out
     failed = ~np.isfinite(out.scores)
+    if term_scores is not None:
+      term_scores[label] = np.asarray(out.scores, np.float32)
     scores = np.where(failed, 0.0, out.scores).astype(np.float32)
     total += term["weight"] * scores
     metrics[f"reward/{label}"] = float(scores.mean()) if n else 0.0

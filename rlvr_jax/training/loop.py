@@ -58,22 +58,53 @@ from rlvr_jax.training import workdir as workdir_lib
 # Preemption
 # ------------------------------------------------------------------------------------------------
 
+class Stopped(Exception):
+  """A signal asked the run to stop; raised at the next safe point, after saving what can be."""
+
+
 class _StopFlag:
-  """Set by SIGTERM (TPU preemption, SLURM) so the loop checkpoints and exits between steps."""
+  """Set by SIGTERM (TPU preemption, SLURM) or a first Ctrl-C, from the start of ``run``: the run
+  stops at the next safe point (between warm-start or RL steps, after model loading or an
+  evaluation) and saves what can be saved. A second Ctrl-C aborts at once. The previous handlers
+  come back when ``run`` returns."""
 
   def __init__(self):
     self.set = False
+    self._previous: dict[int, Any] = {}
 
-  def install(self):
-    try:
-      signal.signal(signal.SIGTERM, self._handler)
-    except ValueError:  # not on the main thread (e.g. inside a notebook worker): no handler
-      pass
+  def install(self) -> "_StopFlag":
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handler)
+      except ValueError:  # not on the main thread: no handler (the caller decides)
+        pass
+    return self
+
+  def uninstall(self) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous = {}
 
   def _handler(self, signum, frame):
     del frame
-    logging.warning("received signal %d: will checkpoint and stop after this step", signum)
+    if signum == signal.SIGINT and self.set:
+      raise KeyboardInterrupt  # the second Ctrl-C: abort now
     self.set = True
+    name = "Ctrl-C" if signum == signal.SIGINT else f"signal {signum}"
+    print(f"{name} received: stopping at the next safe point and saving what can be saved"
+          + (" (press Ctrl-C again to abort)" if signum == signal.SIGINT else ""), flush=True)
+
+  def requested(self) -> bool:
+    """Whether any process was asked to stop (a collective call in multi-process runs)."""
+    return multihost.any_process(self.set)
+
+  def check(self, phase: str, saved: str = "nothing needed saving") -> None:
+    """Raises ``Stopped`` at a safe point if a stop was requested."""
+    if self.requested():
+      raise Stopped(f"stopped by signal {phase}; {saved}. Rerun the same command to continue")
+
+
+_NO_STOP = _StopFlag()  # never set: setup() called on its own (tests)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -346,7 +377,7 @@ def plugins(cfg: Any) -> dict:
 
 
 def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None,
-          allow_config_changes: bool = False) -> tuple[Env, RunState]:
+          allow_config_changes: bool = False, stop: _StopFlag = _NO_STOP) -> tuple[Env, RunState]:
   """Data, tokenizer, model, mesh, warm start, optimizer, plug-ins, iterator; restores the latest
   intact checkpoint of ``workdir`` (params, optimizer, data position, algorithm state) when there
   is one.
@@ -367,7 +398,7 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None,
     say(f"took over the lock of {workdir} from process {held.get('pid')} (started "
         f"{held.get('started')}), which is no longer running")
   try:
-    env, state = _setup_locked(cfg, workdir, primary, say, devices, allow_config_changes)
+    env, state = _setup_locked(cfg, workdir, primary, say, devices, allow_config_changes, stop)
   except BaseException:
     if lock is not None:
       lock.release()
@@ -400,7 +431,7 @@ def _check_and_record_config(cfg: Any, workdir: str, ckpt: checkpoint.Checkpoint
 
 
 def _setup_locked(cfg: Any, workdir: str, primary: bool, say: Callable,
-                  devices: Sequence[Any] | None, allow_config_changes: bool
+                  devices: Sequence[Any] | None, allow_config_changes: bool, stop: _StopFlag
                   ) -> tuple[Env, RunState]:
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  max_to_keep=(None if cfg.checkpoint.max_to_keep is None  # keep all
@@ -434,6 +465,7 @@ def _setup_locked(cfg: Any, workdir: str, primary: bool, say: Callable,
   sampler = parallel_sampler.MeshSampler(mesh, rules, graphdef, shardings, model_cfg)
   say(f"model {model_cfg.family}: {builders.count_params(params) / 1e6:.2f}M params, vocab "
       f"{model_cfg.vocab_size}; tokenizer vocab {tokenizer.vocab_size}; mesh {dict(mesh.shape)}")
+  stop.check("while loading data and the model")
 
   # --- warm start -------------------------------------------------------------------------------
   if int(cfg.sft.steps) > 0:
@@ -444,10 +476,15 @@ def _setup_locked(cfg: Any, workdir: str, primary: bool, say: Callable,
           tokenizer=tokenizer,
           prompt_fn=prompt_fn, workdir=workdir, seed=cfg.seed, logprob_impl=impl,
           put_batch=put_batch, param_shardings=shardings, replicated=mesh_lib.replicated(mesh),
-          log=say, settings=_sft_settings(cfg))
+          log=say, settings=_sft_settings(cfg), should_stop=stop.requested)
+    if sft_info.get("stopped"):
+      raise Stopped(f"stopped by signal during the warm start, before step "
+                    f"{sft_info['step'] + 1}/{sft_info['steps']}; its state is saved in "
+                    f"{sft_info['saved']}. Rerun the same command to continue")
     if not sft_info.get("cached"):
       say(f"sft: {sft_info['steps']} steps in {sft_info['time_s']:.1f}s, final loss "
           f"{sft_info['final_loss']:.4f}")
+  stop.check("after the warm start", "the warm start is saved in <workdir>/sft")
   ref_params = jax.tree.map(jnp.copy, params) if needs_ref else None
 
   # --- optimizer, iterator, checkpoint ------------------------------------------------------------
@@ -621,9 +658,8 @@ def after_step(env: Env, state: RunState, record: RolloutRecord, stats: dict, in
   if stopping:
     env.ckpt.wait()
     env.writer.close()
-    env.say(f"stopped by signal after step {done}; checkpoint saved, rerun with the same "
-            "--workdir to resume")
-    raise SystemExit(0)
+    raise Stopped(f"stopped by signal after step {done}; checkpoint saved. Rerun the same command "
+                  "(same --workdir) to resume")
 
 
 def evaluate(env: Env, state: RunState, samples_file: str | None = None) -> dict:
@@ -644,15 +680,24 @@ def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None,
   checkpoint was written with different values of keys that need the flag (``workdir.py``).
   """
   t_start = time.time()
-  env, state = setup(config, workdir, devices=devices, allow_config_changes=allow_config_changes)
+  stop = _StopFlag().install()  # from the first second: loading, warm start, evaluation, RL
   try:
-    return _run(env, state, t_start)
+    env, state = setup(config, workdir, devices=devices,
+                       allow_config_changes=allow_config_changes, stop=stop)
+    try:
+      return _run(env, state, t_start, stop)
+    finally:
+      if env.lock is not None:
+        env.lock.release()
+  except Stopped as e:
+    if multihost.is_primary():
+      print(str(e), flush=True)
+    raise SystemExit(0) from None
   finally:
-    if env.lock is not None:
-      env.lock.release()
+    stop.uninstall()
 
 
-def _run(env: Env, state: RunState, t_start: float) -> dict:
+def _run(env: Env, state: RunState, t_start: float, stop: _StopFlag) -> dict:
   cfg, workdir, say = env.cfg, env.workdir, env.say
   total_steps, start = int(cfg.total_steps), state.step
 
@@ -665,12 +710,12 @@ def _run(env: Env, state: RunState, t_start: float) -> dict:
     else:
       before = evaluate(env, state, "eval_before_samples.jsonl")
       if env.primary:
-        with open(before_path, "w") as f:
+        with open(before_path + ".tmp", "w") as f:
           json.dump(before, f, indent=2)
+        os.replace(before_path + ".tmp", before_path)
     say("before RL: " + _eval_line(before))
+    stop.check("after the evaluation before RL", "eval_before.json is saved")
 
-  stop = _StopFlag()
-  stop.install()
   while state.step < total_steps:
     t0 = time.time()
     rng = np.random.default_rng([cfg.seed, state.step])  # all host randomness of this step

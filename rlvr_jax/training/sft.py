@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import time
 from typing import Any, Callable, Mapping
 
@@ -27,7 +28,7 @@ from flax import nnx
 from rlvr_jax import data as data_lib
 from rlvr_jax.parallel import multihost
 from rlvr_jax.training import batch as batch_lib
-from rlvr_jax.training import builders, step as step_lib
+from rlvr_jax.training import builders, checkpoint as checkpoint_lib, step as step_lib
 
 
 def format_target(template: str, example: Mapping[str, Any]) -> str:
@@ -175,17 +176,30 @@ def _check_settings(path: str, settings: Mapping[str, Any] | None, directory: st
                      f"({', '.join(differ)}); use a new --workdir or delete {directory}")
 
 
+def _write_settings(path: str, settings: Mapping[str, Any]) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(settings, f, indent=1, sort_keys=True)
+  os.replace(path + ".tmp", path)
+
+
 def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: Any, tokenizer: Any,
                prompt_fn: Callable[[Mapping], list[int]], workdir: str, seed: int,
                logprob_impl: str | None, put_batch: Callable[[dict], dict],
                param_shardings: Any = None, replicated: Any = None,
                log: Callable[[str], None] = print,
-               settings: Mapping[str, Any] | None = None) -> tuple[nnx.State, dict]:
+               settings: Mapping[str, Any] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> tuple[nnx.State, dict]:
   """Runs ``cfg.steps`` supervised steps (or restores the cached result). Returns (params, info).
 
   ``settings`` (JSON-able: the config sections the warm start depends on) is stored next to the
   cached params; a later run in the same workdir whose settings differ gets a ValueError naming
   the differing entries instead of silently reusing a warm start made for another config.
+
+  ``should_stop()`` is asked before every step (a signal reached the run): the warm start then saves
+  its params, optimizer state and data position in ``<workdir>/sft/partial`` and returns with
+  ``info["stopped"]``; the next call with the same settings continues from that step, with the
+  same batches as an uninterrupted run.
   """
   directory = os.path.abspath(os.path.join(workdir, "sft"))
   checkpointer = ocp.StandardCheckpointer()
@@ -201,6 +215,7 @@ def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: A
     return restored, {"cached": True}
 
   steps = int(cfg.steps)
+  partial = checkpoint_lib.Checkpointer(os.path.join(directory, "partial"), max_to_keep=1)
   tx = builders.build_optimizer(cfg.optim, steps)
   opt_shardings = (None if param_shardings is None else
                    step_lib.state_shardings(params, param_shardings, tx, replicated))
@@ -220,9 +235,24 @@ def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: A
   if int(cfg.batch_size) % micro:
     raise ValueError(f"config.sft.batch_size={cfg.batch_size} is not a multiple of "
                      f"config.sft.micro_batch_size={micro}")
+  start = 0
+  if partial.latest_step() is not None:
+    _check_settings(settings_path, settings, directory)
+    restored = partial.restore(None, params=params, opt_state=opt_state)
+    params, opt_state, start = restored["params"], restored["opt_state"], restored["step"]
+    it.set_state(restored["data_state"])
+    log(f"sft: continuing the warm start at step {start}/{steps} from {partial.directory}")
   t0 = time.time()
   losses = []
-  for i in range(steps):
+  for i in range(start, steps):
+    if should_stop is not None and should_stop():
+      if settings is not None and jax.process_index() == 0:
+        _write_settings(settings_path, settings)
+      partial.save(i, params=params, opt_state=opt_state, data_state=it.get_state(),
+                   config_json="{}")
+      partial.close()
+      return params, {"cached": False, "stopped": True, "step": i, "steps": steps,
+                      "saved": partial.directory}
     examples = next(it)
     prompts = [prompt_fn(ex) for ex in examples]
     targets = [tokenizer.encode(teacher(ex)) + eos for ex in examples]
@@ -244,11 +274,11 @@ def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: A
   params = jax.block_until_ready(params)
   elapsed = time.time() - t0
   if settings is not None and jax.process_index() == 0:
-    os.makedirs(directory, exist_ok=True)
-    with open(settings_path + ".tmp", "w") as f:
-      json.dump(settings, f, indent=1, sort_keys=True)
-    os.replace(settings_path + ".tmp", settings_path)
+    _write_settings(settings_path, settings)
   checkpointer.save(done, params)
   checkpointer.wait_until_finished()
+  partial.close()
+  if jax.process_index() == 0:  # the finished warm start replaces its partial state
+    shutil.rmtree(partial.directory, ignore_errors=True)
   return params, {"cached": False, "steps": steps, "time_s": elapsed,
                   "final_loss": losses[-1] if losses else float("nan")}

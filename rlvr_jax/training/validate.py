@@ -61,7 +61,7 @@ FINITE = _range()
 
 # key -> (range, optional): optional keys may be None (a placeholder left unset).
 RULES: dict[str, tuple[tuple[str, Callable[[Any], bool]], bool]] = {
-    "total_steps": (COUNT, False),
+    "total_steps": (NONNEG_INT, False),  # 0: no RL (the warm start evaluated, a claim's base arm)
     "seed": (NONNEG_INT, False),
     "optim.lr": (POSITIVE, False),
     "optim.warmup_steps": (NONNEG_INT, False),
@@ -80,7 +80,7 @@ RULES: dict[str, tuple[tuple[str, Callable[[Any], bool]], bool]] = {
     "rollout.top_k": (NONNEG_INT, False),
     "rollout.min_p": (_range(0, 1, hi_open=True), False),
     "data.max_prompt_len": (COUNT, False),
-    "data.labelled_fraction": (_range(0, 1, lo_open=True), True),
+    "data.labelled_fraction": (PROBABILITY, True),  # 0: every RL prompt unlabelled
     "data.rl_size": (COUNT, True),
     "reward.threshold": (FINITE, False),
     "algo.epochs": (COUNT, False),

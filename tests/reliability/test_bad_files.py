@@ -92,3 +92,27 @@ def test_no_usable_prompt_stops_naming_the_key_and_the_lengths(monkeypatch):
   with pytest.raises(ValueError, match=r"10\d\d training prompts in a row are longer than "
                      r"config.data.max_prompt_len=10 .*\(their lengths: 40 to 70 tokens\)"):
     collect.next_examples(_env([40, 70, 55]), {})
+
+
+def test_a_hanging_reward_times_out_is_counted_and_the_run_goes_on():
+  import threading  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from rlvr_jax import rewards  # pylint: disable=import-outside-toplevel
+  release = threading.Event()
+  if "test_hangs" not in rewards.REWARDS:
+    @rewards.register_reward("test_hangs")
+    def _hangs(completions, examples, **options):  # pylint: disable=unused-variable
+      del examples, options
+      release.wait(60)  # a verifier stuck on one input
+      return np.ones(len(completions), np.float32)
+  spec = [{"name": "test_hangs", "timeout_s": 0.5}, {"name": "exact_match"}]
+  completions, examples = ["4", "5"], [{"question": "2+2", "answer": "4"}] * 2
+  try:
+    scores, metrics = rewards.compute_rewards(spec, completions, examples, group_size=2)
+  finally:
+    release.set()
+  np.testing.assert_array_equal(scores, [1.0, 0.0])  # exact_match alone: the hung term scores 0
+  assert metrics["reward_fail/test_hangs"] == 2 and metrics["reward_timeout/test_hangs"] == 2
+  with pytest.raises(ValueError, match=r"timeout_s=0 must be a number of seconds > 0"):
+    rewards.parse_spec([{"name": "exact_match", "timeout_s": 0}])
+  assert rewards.parse_spec(["exact_match"])[0]["timeout_s"] == 600.0

@@ -44,14 +44,16 @@ def _leaves(tree):
   return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
-def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(tmp_path):
+def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(tmp_path, monkeypatch):
   _register_nan_advantage()
   workdir = tmp_path / "run"
   loop.run(_config(2), str(workdir))  # two good steps: checkpoints 1 and 2
 
   # Steps 3-4 have NaN advantages (so a NaN loss): their updates are skipped and counted; within
-  # the limit the run finishes, and its final params are exactly those after step 2.
-  loop.run(_config(4, advantage=NAN_ADVANTAGE, max_nonfinite=5), str(workdir))
+  # the limit the run finishes, and its final params are exactly those after step 2. The NaN
+  # estimator replaces "grpo" in the registry: a resume may not change config.algo.advantage.
+  monkeypatch.setitem(algorithms.ADVANTAGES, "grpo", algorithms.ADVANTAGES[NAN_ADVANTAGE])
+  loop.run(_config(4, max_nonfinite=5), str(workdir))
   rows = helpers.read_metrics(workdir)
   assert [r["step"] for r in rows] == [1, 2, 3, 4]
   assert [r["nonfinite_updates"] for r in rows] == [0, 0, 1, 1]
@@ -62,7 +64,7 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(tmp_path):
 
   # Over the limit: a clear error naming the setting and the intact checkpoint, nothing new saved.
   with pytest.raises(RuntimeError, match=r"max_nonfinite_steps=0.*checkpoint \(step 4\)"):
-    loop.run(_config(8, advantage=NAN_ADVANTAGE, max_nonfinite=0), str(workdir))
+    loop.run(_config(8, max_nonfinite=0), str(workdir))
   assert [r["step"] for r in helpers.read_metrics(workdir)][-1] == 5
   steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
   assert steps[-1] == 4
