@@ -512,6 +512,12 @@ def _setup_locked(cfg: Any, workdir: str, primary: bool, say: Callable,
                                      shard_count=jax.process_count())
   state = restore(ckpt, it, RunState(params=params, opt_state=opt_state, ref_params=ref_params),
                   say, fallback=bool(cfg.checkpoint.get("fallback", True)))
+  if state.step > total_steps:
+    raise validate.ConfigError(
+        f"config.total_steps={total_steps} is below the step of the checkpoint this workdir "
+        f"resumes ({state.step}, in {ckpt.directory}): nothing would be trained and the results "
+        f"would be labelled with the wrong step. Raise config.total_steps to train further, or "
+        f"evaluate the checkpoint with python -m experiments.eval --workdir {workdir}")
   if primary:
     dropped = metrics_lib.truncate_rows(os.path.join(workdir, "metrics.jsonl"), state.step)
     if dropped:

@@ -87,6 +87,15 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_intact_one(tmp_path, capsys
   assert sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == [1, 2, 3]
 
 
+def test_total_steps_below_the_checkpoint_is_refused(tmp_path):
+  run = tmp_path / "run"
+  loop.run(_cfg(2), str(run))
+  with pytest.raises(ValueError, match=r"config.total_steps=1 is below the step of the checkpoint "
+                     r"this workdir resumes \(2, in .*\).*experiments.eval --workdir"):
+    loop.run(_cfg(1), str(run))
+  assert _steps(run) == [1, 2]
+
+
 def test_a_second_process_on_the_workdir_is_refused_before_any_work(tmp_path):
   run = tmp_path / "run"
   run.mkdir()
