@@ -738,6 +738,8 @@ def _run(env: Env, state: RunState, t_start: float, stop: _StopFlag) -> dict:
     save(env, state, total_steps)
   env.ckpt.wait()
   env.writer.close()
+  stop.check("after the last RL step", "its checkpoint is saved; the evaluation after RL and the "
+             "export run when the same command is run again")
   return finish(env, state, before, time.time() - t_start)
 
 
