@@ -8,20 +8,12 @@ import types
 
 import pytest
 from absl import logging as absl_logging
-from flax import nnx
 
 from rlvr_jax.data import sources
-from rlvr_jax.models import ModelConfig, Transformer, load_hf, save_hf
+from rlvr_jax.models import load_hf
 from rlvr_jax.models import tokenizer as tokenizer_lib
 from rlvr_jax.training import collect
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-  config = ModelConfig.tiny_qwen2(num_layers=1)
-  path = tmp_path_factory.mktemp("ckpt")
-  save_hf(Transformer(config, rngs=nnx.Rngs(0)), config, path)
-  return path
+from tests.models.test_hf_load_errors_models import _copy, saved  # noqa: F401  (fixture)
 
 
 def test_a_non_utf8_line_is_a_counted_bad_row_naming_file_and_line(tmp_path, monkeypatch):
@@ -38,9 +30,7 @@ def test_a_non_utf8_line_is_a_counted_bad_row_naming_file_and_line(tmp_path, mon
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_a_corrupt_safetensors_file_is_named(saved, tmp_path, damage):
-  import shutil  # pylint: disable=import-outside-toplevel
-  path = tmp_path / "ckpt"
-  shutil.copytree(saved, path)
+  path = _copy(saved, tmp_path)
   weights = path / "model.safetensors"
   data = weights.read_bytes()
   weights.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00garbage" * 64)
@@ -50,9 +40,7 @@ def test_a_corrupt_safetensors_file_is_named(saved, tmp_path, damage):
 
 
 def test_a_corrupt_config_json_is_named(saved, tmp_path):
-  import shutil  # pylint: disable=import-outside-toplevel
-  path = tmp_path / "ckpt"
-  shutil.copytree(saved, path)
+  path = _copy(saved, tmp_path)
   (path / "config.json").write_text('{"model_type": "qwen2", ')
   with pytest.raises(ValueError, match=f"{path / 'config.json'} is not valid JSON"):
     load_hf(path)
