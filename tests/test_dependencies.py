@@ -10,6 +10,7 @@ are imported through another package, listed with the reason.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import pathlib
 import sys
@@ -59,8 +60,13 @@ def _imports(folder: str, root=ROOT) -> dict[str, tuple[str, bool]]:
   return found
 
 
+@functools.lru_cache(maxsize=None)
+def _module_distributions() -> dict[str, list[str]]:
+  return importlib.metadata.packages_distributions()  # scans every installed distribution: slow
+
+
 def _distributions(module: str) -> set[str]:
-  return {canonicalize_name(d) for d in importlib.metadata.packages_distributions().get(module, [])}
+  return {canonicalize_name(d) for d in _module_distributions().get(module, [])}
 
 
 def undeclared_imports(root=ROOT) -> list[str]:
