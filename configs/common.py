@@ -68,6 +68,8 @@ def base() -> ml_collections.ConfigDict:
   # (rlvr_jax.sampling.position_temperature); the learner's log-probs use the same schedule.
   c.rollout.temperature_schedule = "constant"
   c.rollout.temperature_end = config_dict.placeholder(float)
+  # "ead": decay0, decay_growth, decay_max, offset (rlvr_jax.episodes.context.ead_schedule).
+  c.rollout.schedule_options = ml_collections.ConfigDict()
   c.rollout.top_p = 1.0
   c.rollout.top_k = 0
   c.rollout.min_p = 0.0

@@ -53,10 +53,11 @@ FAMILIES = {
          "intuitor_self_certainty"], False),
     "entropy_exploration": (
         "Entropy and exploration: 80/20 forking tokens, Clip-Cov / KL-Cov, DISPO, ACE, Lp-Reg, "
-        "ProGRPO, DPH-RL",
-        "Policy losses and advantages that keep exploration alive (token entropy, pass@k at large "
-        "k).",
-        ["forking_tokens", "entropy_mechanism", "dispo", "ace", "lp_reg", "progrpo", "dph_rl"],
+        "ProGRPO, DPH-RL, EAD",
+        "Policy losses, advantages and sampling schedules that keep exploration alive (token "
+        "entropy, pass@k at large k).",
+        ["forking_tokens", "entropy_mechanism", "dispo", "ace", "lp_reg", "progrpo", "dph_rl",
+         "ead"],
         ["forking_tokens_80_20", "diversity_preserving_losses"], False),
     "multi_turn_self_play": (
         "Multi-turn episodes and self-play: two-turn self-correction, tic-tac-toe self-play",

@@ -468,6 +468,41 @@ def gspo(logp, old_logp, advantages, mask, *, clip_low=3e-4, clip_high=4e-4, dua
   return loss, {**stats, "ratio": ratio}
 
 
+def _check_tis(*, tis_cap: float = 2.0, **_):
+  if not (isinstance(tis_cap, (int, float)) and tis_cap >= 1.0):
+    raise ValueError(f"ppo_clip_tis: tis_cap={tis_cap!r} must be a number >= 1 (the largest "
+                     "importance weight kept)")
+
+
+@register_policy_loss("ppo_clip_tis")
+def ppo_clip_tis(logp, old_logp, advantages, mask, *, behaviour_logp, tis_cap=2.0, clip_low=0.2,
+                 clip_high=0.2, dual_clip=None):
+  """PPO-clip for samples drawn from a different distribution than the policy trained, corrected
+  by a truncated importance weight (EAD, arXiv 2510.05251, whose sampler anneals the temperature
+  while the learner trains the policy at temperature 1):
+
+      l_t = w_t * -min(rho_t A_t, clip(rho_t, 1 - eps_lo, 1 + eps_hi) A_t),
+      rho_t = pi_theta(y_t) / pi_old(y_t),   w_t = sg(min(pi_old(y_t) / mu(y_t), C)),
+
+  with mu the sampling distribution (``behaviour_logp``: the sampler's log-probs at its own
+  temperature) and pi_old the policy at temperature 1 before the update. The weight only corrects
+  (never enlarges beyond C = ``tis_cap``) the gap between the tempered sampler and the trained
+  policy; on-policy (pi_old = sg(pi_theta)) rho = 1 and w_t alone reweights. The form is the usual
+  truncated IS (docs/papers.md 2.4, EAD: "min(pi_theta / pi_sample, C)"); C = 2 [this config: the
+  value was not retrieved]. Metrics: ``tis_weight`` (mean w) and ``tis_capped`` (share at C).
+  """
+  del mask
+  ratio = _ratio(logp - old_logp)  # [N, T]
+  loss, stats = _clip_pg(ratio, advantages, clip_low, clip_high, dual_clip)
+  raw = _ratio(jax.lax.stop_gradient(old_logp) - behaviour_logp)  # pi_old / mu
+  weight = jax.lax.stop_gradient(jnp.minimum(raw, tis_cap))
+  return weight * loss, {**stats, "ratio": ratio, "tis_weight": weight,
+                         "tis_capped": (raw > tis_cap).astype(jnp.float32)}
+
+
+ppo_clip_tis.check = _check_tis
+
+
 @register_policy_loss("cispo")
 def cispo(logp, old_logp, advantages, mask, *, clip_low=1.0, clip_high=0.28, dual_clip=None):
   """CISPO (MiniMax-M1, arXiv 2506.13585, sec. 3.1):

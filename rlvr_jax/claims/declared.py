@@ -231,3 +231,29 @@ register_claim(Claim(
           "ACE, DISPO (room for weights up to 2 on correct responses) and DPH-RL (forward KL on "
           "the initial policy's samples of prompts it always solves) are read from their own "
           "numbers against the same GRPO arm."))
+
+register_claim(Claim(
+    name="ead_annealed_temperature",
+    paper="EAD, arXiv 2510.05251 (docs/papers.md 4.4 claim 15)",
+    sentence="[abstract] Annealing the sampling temperature from high to low along each response "
+             "(explore early tokens, exploit late ones) gives higher accuracy at equal training "
+             "steps than a fixed temperature of 1.0, and than a fixed high temperature.",
+    config="configs/ead.py:arith",
+    arms={"fixed_t1": {"rollout.temperature": 1.0, "rollout.temperature_schedule": "constant",
+                       "rollout.temperature_end": None, "algo.loss": "ppo_clip",
+                       "algo.loss_options": {}},
+          "fixed_hot": {"rollout.schedule_options.decay0": 1e9,
+                        "rollout.schedule_options.decay_growth": 0.0},
+          "ead": {}},
+    metric=Metric("eval", "pass@1"),
+    expect=("ead", ">", "fixed_t1"),
+    also=(Metric("eval", "greedy_accuracy"), Metric("eval", "pass@16"),
+          Metric("train_last", "accuracy", window=10), Metric("train_last", "tis_weight", window=10),
+          Metric("train_change", "entropy", window=10)),
+    quick=_QUICK,
+    quick_config="configs/ead.py:cpu",
+    curves=("accuracy", "entropy", "tis_weight", "response_len"),
+    notes="fixed_hot samples every token at tau_max = 1.2 (EAD's schedule with an infinite decay) "
+          "and trains like the ead arm (temperature-1 learner, truncated IS, C = 2); fixed_t1 is "
+          "plain GRPO at temperature 1 (no importance weight needed). Held-out evaluation samples "
+          "at temperature 1 in every arm. Decay scaled to bare-number answers (configs/ead.py)."))

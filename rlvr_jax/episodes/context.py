@@ -66,6 +66,27 @@ class Scores:
   metrics: dict[str, float]
 
 
+EAD_OPTIONS = ("decay0", "decay_growth", "decay_max", "offset")
+
+
+def ead_schedule(rollout: Any, step: int) -> dict:
+  """EAD's run-time schedule arguments at training step ``step`` (arXiv 2510.05251): the decay
+  d_s = min(decay0 + decay_growth * s, decay_max) lengthens as training goes on, so later rollouts
+  stay hot for more tokens; ``offset`` tokens are sampled at temperature 1 first.
+  From ``config.rollout.schedule_options``."""
+  o = dict(getattr(rollout, "schedule_options", None) or {})
+  unknown = sorted(set(o) - set(EAD_OPTIONS))
+  if unknown or "decay0" not in o:
+    raise ValueError(f"config.rollout.schedule_options for temperature_schedule='ead' needs decay0 "
+                     f"(and optionally {list(EAD_OPTIONS[1:])}); unknown: {unknown}")
+  decay = float(o["decay0"]) + float(o.get("decay_growth", 0.0)) * int(step)
+  decay = min(decay, float(o.get("decay_max", decay)))
+  if not decay > 0:
+    raise ValueError(f"config.rollout.schedule_options gives EAD decay {decay} at step {step}; "
+                     "need > 0")
+  return {"temperature_decay": decay, "temperature_offset": int(o.get("offset", 0))}
+
+
 class EpisodeContext:
   """Built by the trainer once per step. Attributes an episode may read: ``config`` (the run's
   ConfigDict), ``tokenizer``, ``prompt_fn`` (example -> prompt ids), ``rng`` (numpy Generator of
@@ -107,10 +128,13 @@ class EpisodeContext:
     schedule = getattr(r, "temperature_schedule", "constant")
     if schedule != "constant":  # only then: a constant schedule keeps today's sampler program
       options.update(temperature_schedule=schedule, temperature_end=float(r.temperature_end))
-    unknown = sorted(set(overrides) - set(options) - {"temperature_end", "temperature_schedule"})
+    if schedule == "ead":
+      options.update(ead_schedule(r, self.step))
+    extra = {"temperature_end", "temperature_schedule", "temperature_decay", "temperature_offset"}
+    unknown = sorted(set(overrides) - set(options) - extra)
     if unknown:
       raise ValueError(f"EpisodeContext.sample: unknown sampling options {unknown}; valid: "
-                       f"{sorted(options) + ['temperature_end', 'temperature_schedule']}")
+                       f"{sorted(set(options) | extra)}")
     options.update({k: v for k, v in overrides.items() if v is not None})
     return options
 

@@ -54,23 +54,27 @@ class MeshSampler:
     if config not in self._jitted:
       graphdef = self.graphdef
 
-      def run(state, tokens, mask, seed):
-        return sampling.sample_padded(graphdef, state, tokens, mask, jax.random.key(seed), config)
+      def run(state, tokens, mask, seed, decay=None):
+        return sampling.sample_padded(graphdef, state, tokens, mask, jax.random.key(seed), config,
+                                      decay)
 
       rows2 = mesh_lib.batch_sharding(self.mesh, 2, self.rules)
       rows1 = mesh_lib.batch_sharding(self.mesh, 1, self.rules)
       replicated = NamedSharding(self.mesh, PartitionSpec())
       out = dict(tokens=rows2, lengths=rows1, logprobs=rows2, finish_reason=rows1,
                  num_steps=replicated)
-      self._jitted[config] = jax.jit(
-          run, in_shardings=(self.param_shardings, rows2, rows2, replicated), out_shardings=out)
+      ins = (self.param_shardings, rows2, rows2, replicated)
+      if config.temperature_schedule == "ead":  # the run-time decay: one more (scalar) argument
+        ins += (replicated,)
+      self._jitted[config] = jax.jit(run, in_shardings=ins, out_shardings=out)
     return self._jitted[config]
 
   def generate(self, model_or_params: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
                num_samples: int = 1, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                min_p: float = 0.0, eos_ids: Sequence[int] = (), seed: int = 0, pad_id: int = 0,
                max_len: int | None = None, temperature_end: float | None = None,
-               temperature_schedule: str = "constant") -> sampling.SampleResult:
+               temperature_schedule: str = "constant", temperature_offset: int = 0,
+               temperature_decay: float | None = None) -> sampling.SampleResult:
     """Same arguments and result as `rlvr_jax.sampling.generate` (including the per-position
     ``temperature_schedule`` / ``temperature_end``); ``model_or_params`` is a `Transformer` or its
     params state (``nnx.split(model)[1]``)."""
@@ -82,7 +86,9 @@ class MeshSampler:
     config = sampling.SamplerConfig(
         max_new_tokens=max_new_tokens, num_samples=num_samples, temperature=temperature,
         top_k=top_k, top_p=top_p, min_p=min_p, eos_ids=tuple(eos_ids), pad_id=pad_id,
-        temperature_end=temperature_end, temperature_schedule=temperature_schedule)
+        temperature_end=temperature_end, temperature_schedule=temperature_schedule,
+        temperature_offset=temperature_offset)
+    decay = sampling.schedule_decay(config, temperature_decay)
     for name, value in [("pad_id", pad_id)] + [(f"eos_ids[{i}]", e)
                                                for i, e in enumerate(config.eos_ids)]:
       if not 0 <= value < mc.vocab_size:
@@ -96,8 +102,9 @@ class MeshSampler:
     tokens, mask = sampling.pack_prompts(rows, num_rows=num_rows, length=length, pad_id=pad_id)
     rows2 = mesh_lib.batch_sharding(self.mesh, 2, self.rules, num_rows)
     with constraints.use_mesh(self.mesh, self.rules):
-      out = self._compiled(config)(state, multihost.global_array(tokens, rows2),
-                                   multihost.global_array(mask, rows2), np.uint32(seed))
+      args = (state, multihost.global_array(tokens, rows2), multihost.global_array(mask, rows2),
+              np.uint32(seed)) + (() if decay is None else (decay,))
+      out = self._compiled(config)(*args)
     out = multihost.to_host(out)
     keep = len(rows) * num_samples  # dummy prompts come last: their samples are the trailing rows
     return sampling.SampleResult(tokens=out["tokens"][:keep], lengths=out["lengths"][:keep],

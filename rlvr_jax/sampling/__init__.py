@@ -35,7 +35,7 @@ Files: processing.py (temperature / top-k / top-p / min-p, per-row keys, Gumbel-
 (`SamplerConfig`, `prefill`, `sample_padded`), host.py (validation, bucketing, packing, `generate`).
 """
 from rlvr_jax.sampling.host import (SampleResult, bucket_batch_size, bucket_prompt_length, check_prompts, generate,
-                                    pack_prompts)
+                                    pack_prompts, schedule_decay)
 from rlvr_jax.sampling.processing import candidate_logits, gumbel_argmax, row_keys, sample_tokens
 from rlvr_jax.sampling.sampler import (FINISH_LENGTH, FINISH_STOP, TEMPERATURE_SCHEDULES, TRACE_COUNTS, SamplerConfig,
                                        phase_ends, position_temperature, prefill, sample_padded)
@@ -43,4 +43,4 @@ from rlvr_jax.sampling.sampler import (FINISH_LENGTH, FINISH_STOP, TEMPERATURE_S
 __all__ = ["generate", "SampleResult", "SamplerConfig", "sample_padded", "prefill", "FINISH_STOP",
            "FINISH_LENGTH", "TRACE_COUNTS", "check_prompts", "bucket_prompt_length", "bucket_batch_size",
            "pack_prompts", "candidate_logits", "gumbel_argmax", "row_keys", "sample_tokens", "phase_ends",
-           "position_temperature", "TEMPERATURE_SCHEDULES"]
+           "position_temperature", "TEMPERATURE_SCHEDULES", "schedule_decay"]

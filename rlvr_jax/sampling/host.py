@@ -111,6 +111,19 @@ def pack_prompts(prompts: Sequence[np.ndarray], *, num_rows: int, length: int, p
   return tokens, mask
 
 
+def schedule_decay(config: SamplerConfig, decay: float | None) -> jax.Array | None:
+  """The run-time decay argument of `sample_padded`: a float32 scalar for "ead" (required, > 0),
+  None for every other schedule (which then compiles exactly as without it)."""
+  if config.temperature_schedule != "ead":
+    if decay is not None:
+      raise ValueError(f"temperature_decay={decay} only applies to temperature_schedule='ead' "
+                       f"(got {config.temperature_schedule!r})")
+    return None
+  if decay is None or not float(decay) > 0.0:
+    raise ValueError(f"temperature_schedule='ead' needs temperature_decay > 0; got {decay!r}")
+  return jnp.float32(decay)
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled():
   """The jitted core, created lazily; jax.jit's own cache keys it on (graphdef, config, shapes)."""
@@ -121,7 +134,8 @@ def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, nu
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, min_p: float = 0.0,
              eos_ids: Sequence[int] = (), seed: int = 0, pad_id: int = 0,
              max_len: int | None = None, decode_phases: int = 0, temperature_end: float | None = None,
-             temperature_schedule: str = "constant") -> SampleResult:
+             temperature_schedule: str = "constant", temperature_offset: int = 0,
+             temperature_decay: float | None = None) -> SampleResult:
   """Samples ``num_samples`` continuations of every prompt with ``model`` (a `Transformer`).
 
   ``prompts`` is a list of token-id lists of any lengths. Temperature 0 is greedy. Each prompt is
@@ -133,13 +147,17 @@ def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, nu
   ``temperature_schedule`` ("constant", "linear" or "cosine") anneals the temperature over the new
   tokens, from ``temperature`` at token 0 to ``temperature_end`` (required, > 0, for a schedule) at
   token ``max_new_tokens - 1`` (`position_temperature`); the default "constant" (with
-  ``temperature_end=None``) is the unscheduled sampler, same program and same results.
+  ``temperature_end=None``) is the unscheduled sampler, same program and same results. "ead" anneals
+  from ``temperature`` to the floor ``temperature_end`` with the decay ``temperature_decay`` after
+  ``temperature_offset`` tokens at temperature 1 (`position_temperature`).
   """
   cfg = model.config
   config = SamplerConfig(max_new_tokens=max_new_tokens, num_samples=num_samples, temperature=temperature,
                          top_k=top_k, top_p=top_p, min_p=min_p, eos_ids=tuple(eos_ids), pad_id=pad_id,
                          decode_phases=decode_phases, temperature_end=temperature_end,
-                         temperature_schedule=temperature_schedule)
+                         temperature_schedule=temperature_schedule,
+                         temperature_offset=temperature_offset)
+  decay = schedule_decay(config, temperature_decay)
   for name, value in [("pad_id", pad_id)] + [(f"eos_ids[{i}]", e) for i, e in enumerate(config.eos_ids)]:
     if not 0 <= value < cfg.vocab_size:
       raise ValueError(f"{name}={value} is outside the vocabulary [0, {cfg.vocab_size})")
@@ -148,7 +166,8 @@ def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, nu
   length = bucket_prompt_length(max(r.size for r in rows))
   tokens, mask = pack_prompts(rows, num_rows=bucket_batch_size(len(rows)), length=length, pad_id=pad_id)
   graphdef, state = nnx.split(model)
-  out = _compiled()(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), jax.random.key(seed), config)
+  out = _compiled()(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), jax.random.key(seed), config,
+                    decay)
   keep = len(rows) * num_samples  # dummy prompts come last, so their samples are the trailing rows
   out = jax.device_get(out)
   return SampleResult(tokens=np.asarray(out["tokens"][:keep]), lengths=np.asarray(out["lengths"][:keep]),

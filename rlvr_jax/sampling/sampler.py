@@ -62,7 +62,7 @@ MAX_AUTO_PHASES = 4
 MIN_AUTO_PHASE_STEPS = 32
 
 # Per-position temperature schedules (SamplerConfig.temperature_schedule); see `position_temperature`.
-TEMPERATURE_SCHEDULES = ("constant", "linear", "cosine")
+TEMPERATURE_SCHEDULES = ("constant", "linear", "cosine", "ead")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +82,10 @@ class SamplerConfig:
   accepted and normalised to None). "linear" and "cosine" anneal from ``temperature`` (T0) at new
   token 0 to ``temperature_end`` (T1, required, > 0) at new token ``max_new_tokens - 1``; see
   `position_temperature` for the formulas. A schedule needs ``temperature`` > 0 (greedy has none).
+  "ead" (Exploratory Annealed Decoding, arXiv 2510.05251) starts at ``temperature`` (tau_max) and
+  falls as ``1 + tau_max - exp(t / d)`` to the floor ``temperature_end`` (tau_min); its decay ``d``
+  is a run-time argument of `sample_padded` (EAD lengthens it as training goes on, which must not
+  recompile), and the first ``temperature_offset`` new tokens are sampled at temperature 1.
   The log-probs returned are under the distribution actually sampled from at each position (that
   position's temperature, then the filters).
   """
@@ -97,10 +101,12 @@ class SamplerConfig:
   decode_phases: int = 0
   temperature_end: float | None = None
   temperature_schedule: str = "constant"
+  temperature_offset: int = 0  # "ead": new tokens before the annealing starts (sampled at T = 1)
 
   def __post_init__(self):
     object.__setattr__(self, "eos_ids", tuple(int(e) for e in self.eos_ids))
-    for name in ("max_new_tokens", "num_samples", "top_k", "pad_id", "decode_phases"):
+    for name in ("max_new_tokens", "num_samples", "top_k", "pad_id", "decode_phases",
+                 "temperature_offset"):
       object.__setattr__(self, name, int(getattr(self, name)))
     for name in ("temperature", "top_p", "min_p"):
       object.__setattr__(self, name, float(getattr(self, name)))
@@ -135,6 +141,11 @@ class SamplerConfig:
       except (TypeError, ValueError):
         raise ValueError(f"temperature_end={end!r}; need a float > 0 or None") from None
       object.__setattr__(self, "temperature_end", end)
+    if self.temperature_offset and schedule != "ead":
+      raise ValueError(f"temperature_offset={self.temperature_offset} only applies to "
+                       f"temperature_schedule='ead' (got {schedule!r})")
+    if self.temperature_offset < 0:
+      raise ValueError(f"temperature_offset={self.temperature_offset}; need >= 0")
     if schedule == "constant":
       if end is not None and end != self.temperature:
         raise ValueError(f"temperature_end={end} has no effect with temperature_schedule='constant' "
@@ -153,7 +164,7 @@ class SamplerConfig:
                        f"temperature_schedule={schedule!r} (greedy cannot be scheduled)")
 
 
-def position_temperature(config_or_args, t):
+def position_temperature(config_or_args, t, decay=None):
   """The sampling temperature at new-token position ``t`` (0-based; int or traced int32 scalar).
 
   ``config_or_args`` is a `SamplerConfig` or a tuple ``(temperature, temperature_end,
@@ -164,13 +175,21 @@ def position_temperature(config_or_args, t):
     linear:   T0 + (T1 - T0) * t / d
     cosine:   T1 + (T0 - T1) * 0.5 * (1 + cos(pi * t / d))
 
-  Both schedules give T0 at t = 0 and T1 at t = N - 1. Returns the Python float T0 for "constant"
+    ead:      1 for t < c, then max(1 + T0 - exp((t - c) / decay), T1)   (c = temperature_offset)
+
+  "linear" and "cosine" give T0 at t = 0 and T1 at t = N - 1; "ead" gives T0 at t = c and reaches
+  T1 at t = c + decay * log(1 + T0 - T1) (``decay`` > 0: a float or traced float32 scalar, required
+  for "ead" only; the tuple form then carries c as a fifth element). Returns the Python float T0 for "constant"
   (so a constant schedule keeps a compile-time temperature), else a float32 jax scalar computed in
   float32 (pure jnp: works on a traced ``t`` inside the decode loop).
   """
+  offset = 0
   if isinstance(config_or_args, SamplerConfig):
     c = config_or_args
     t0, t1, schedule, n = c.temperature, c.temperature_end, c.temperature_schedule, c.max_new_tokens
+    offset = c.temperature_offset
+  elif len(config_or_args) == 5:
+    t0, t1, schedule, n, offset = config_or_args
   else:
     t0, t1, schedule, n = config_or_args
   if schedule == "constant":
@@ -181,6 +200,12 @@ def position_temperature(config_or_args, t):
   if t1 is None:
     raise ValueError(f"temperature_schedule={schedule!r} needs temperature_end; got None")
   t0, t1 = jnp.float32(t0), jnp.float32(t1)
+  if schedule == "ead":
+    if decay is None:
+      raise ValueError("temperature_schedule='ead' needs its decay (a float > 0); got None")
+    since = jnp.asarray(t, jnp.float32) - jnp.float32(offset)
+    annealed = jnp.maximum(1.0 + t0 - jnp.exp(since / jnp.asarray(decay, jnp.float32)), t1)
+    return jnp.where(since < 0, jnp.float32(1.0), annealed).astype(jnp.float32)
   frac = jnp.asarray(t, jnp.float32) / jnp.float32(max(int(n) - 1, 1))
   if schedule == "linear":
     return t0 + (t1 - t0) * frac
@@ -219,8 +244,8 @@ def _fan_out(x: jax.Array, g: int, axis: int = 0) -> jax.Array:
 
 
 def sample_padded(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: Int[Array, "P Tp"],
-                  prompt_mask: Bool[Array, "P Tp"], rng: jax.Array, config: SamplerConfig
-                  ) -> dict[str, jax.Array]:
+                  prompt_mask: Bool[Array, "P Tp"], rng: jax.Array, config: SamplerConfig,
+                  temperature_decay: jax.Array | None = None) -> dict[str, jax.Array]:
   """Samples ``config.num_samples`` continuations of each left-padded prompt, all on device.
 
   Args:
@@ -230,6 +255,8 @@ def sample_padded(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: Int[A
     prompt_mask: bool [P, Tp], True on real tokens.
     rng: a PRNG key; row r of step t draws from ``fold_in(fold_in(rng, t), r)``.
     config: the static `SamplerConfig`.
+    temperature_decay: float32 scalar, the decay of the "ead" schedule (traced: a new value does
+      not recompile); None for every other schedule.
 
   Returns a dict of device arrays, rows ordered prompt-major (row p * G + g is sample g of prompt p):
     tokens int32 [P*G, N] (``pad_id`` after a row's end; a stop id, when emitted, is included),
@@ -269,7 +296,7 @@ def sample_padded(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: Int[A
       if config.temperature_schedule == "constant":
         temperature = config.temperature  # a Python float: the program is the unscheduled one
       else:
-        temperature = position_temperature(config, t)  # traced float32 scalar, > 0
+        temperature = position_temperature(config, t, temperature_decay)  # traced scalar, > 0
       tok, logp = sample_tokens(logits[:, 0], row_keys(rng, t, b), temperature=temperature,
                                 top_k=config.top_k, top_p=config.top_p, min_p=config.min_p)  # [B], [B]
       live = ~stopped  # rows still generating at step t

@@ -356,7 +356,11 @@ def plugins(cfg: Any) -> dict:
   if spec.norm_constant is None:  # Dr. GRPO's L_const: the generation budget, not the batch's bucket
     spec = dataclasses.replace(spec, norm_constant=float(cfg.rollout.max_new_tokens))
   schedule = cfg.rollout.get("temperature_schedule", "constant")
-  if schedule != "constant":  # the learner reproduces the sampler's per-position temperature
+  if schedule == "ead":
+    # EAD trains the target policy at temperature 1; the tempered samples are corrected by
+    # truncated importance weights against the sampler's log-probs (loss "ppo_clip_tis").
+    spec = dataclasses.replace(spec, temperature=1.0)
+  elif schedule != "constant":  # the learner reproduces the sampler's per-position temperature
     spec = dataclasses.replace(spec, temperature=(
         float(cfg.rollout.temperature), float(cfg.rollout.temperature_end), schedule,
         int(cfg.rollout.max_new_tokens)))

@@ -168,6 +168,12 @@ def check_cross_keys(cfg: Any) -> None:
   if eval_t == 0 and eval_n not in (_MISSING, 0, 1):
     raise ConfigError(f"config.eval.temperature=0 makes the {eval_n} samples of "
                       "config.eval.num_samples identical: set a temperature > 0 or num_samples 1")
+  if _get(cfg, "rollout.temperature_schedule") == "ead":
+    from rlvr_jax.episodes import context  # pylint: disable=import-outside-toplevel
+    try:
+      context.ead_schedule(cfg.rollout, 0)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
   prompt_len, new_tokens = _get(cfg, "data.max_prompt_len"), _get(cfg, "rollout.max_new_tokens")
   if _MISSING not in (prompt_len, new_tokens):
     context = _context_length(cfg)

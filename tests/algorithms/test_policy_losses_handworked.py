@@ -478,3 +478,21 @@ def test_minp_logmass_matches_the_materialised_distribution():
   p = np.exp(np.asarray(logprobs))
   want = np.log((p * (p >= 0.05 * p.max(-1, keepdims=True))).sum(-1))
   np.testing.assert_allclose(mass, want, atol=1e-5)
+
+
+def test_ppo_clip_tis_by_hand():
+  """EAD's loss on-policy (rho = 1): token 0 has pi_old = 0.5 under a sampler that gave it 0.25
+  (weight 2, capped at C = 1.5); token 1 has 0.2 vs 0.4 (weight 0.5). A = +1, token-mean over 2:
+  loss = -(1.5 + 0.5) / 2 = -1; d loss / d logp = -w A / 2 = (-0.75, -0.25)."""
+  old = jnp.log(jnp.array([[0.5, 0.2]]))
+  behaviour = jnp.log(jnp.array([[0.25, 0.4]]))
+  adv, mask = jnp.array([1.0]), jnp.ones((1, 2))
+  fn = lambda lp: alg.policy_loss("ppo_clip_tis", lp, jax.lax.stop_gradient(lp), adv, mask,
+                                  behaviour_logp=behaviour, tis_cap=1.5)
+  (loss, metrics), grad = jax.value_and_grad(fn, has_aux=True)(old)
+  np.testing.assert_allclose(loss, -1.0, rtol=1e-6)
+  np.testing.assert_allclose(grad, [[-0.75, -0.25]], rtol=1e-6)
+  np.testing.assert_allclose(metrics["tis_weight"], 1.0, rtol=1e-6)  # (1.5 + 0.5) / 2
+  np.testing.assert_allclose(metrics["tis_capped"], 0.5)
+  with pytest.raises(ValueError, match="tis_cap=0.5 must be a number >= 1"):
+    alg.check_loss_options("ppo_clip_tis", {"tis_cap": 0.5})

@@ -143,3 +143,14 @@ def test_loop_refuses_before_touching_the_workdir(tmp_path):
   with pytest.raises(validate.ConfigError, match="config.optim.lr=-1.0"):
     loop.run(cfg, str(workdir))
   assert not workdir.exists()
+
+
+def test_ead_schedule_options_are_checked_up_front():
+  cfg = _base()
+  cfg.rollout.temperature, cfg.rollout.temperature_end = 1.2, 0.8
+  cfg.rollout.temperature_schedule = "ead"
+  with pytest.raises(validate.ConfigError, match="schedule_options for temperature_schedule='ead' "
+                     "needs decay0"):
+    validate.check_config(cfg)
+  cfg.rollout.schedule_options = {"decay0": 4.0}
+  validate.check_config(cfg)

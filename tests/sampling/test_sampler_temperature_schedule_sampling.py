@@ -144,3 +144,49 @@ def test_bad_schedules_raise(model):
       generate(model, [[1]], max_new_tokens=4, **kw)
   with pytest.raises(ValueError, match="valid values are"):
     position_temperature((1.0, 0.5, "exp", 4), 0)
+
+
+def ead_reference(t0, t1, decay, offset, t):
+  """EAD (arXiv 2510.05251) written out in float64: 1 before the offset, then
+  max(1 + tau_max - exp((t - c) / d), tau_min)."""
+  return 1.0 if t < offset else max(1.0 + t0 - math.exp((t - offset) / decay), t1)
+
+
+def test_ead_schedule_values_logprobs_and_no_recompile_when_the_decay_changes(model):
+  cfg = SamplerConfig(max_new_tokens=N, temperature=1.3, temperature_end=0.6,
+                      temperature_schedule="ead", temperature_offset=1)
+  # By hand, decay 2: t=0 -> 1 (offset); t=1 -> 1.3; t=2 -> 2.3 - e^0.5 = 0.6513; t>=3 -> 0.6.
+  got = [float(position_temperature(cfg, t, 2.0)) for t in range(N)]
+  np.testing.assert_allclose(got, [1.0, 1.3, 2.3 - math.exp(0.5), 0.6, 0.6, 0.6], rtol=1e-6)
+  kw = dict(temperature=1.3, temperature_end=0.6, temperature_schedule="ead", temperature_offset=1,
+            **BASE)
+  out = generate(model, PROMPTS, temperature_decay=4.0, **kw)
+  temps = [ead_reference(1.3, 0.6, 4.0, 1, t) for t in range(N)]
+  np.testing.assert_allclose(out.logprobs, teacher_forced_logprobs(model, PROMPTS, out, temps),
+                             atol=1e-5, rtol=0)
+  traces = sum(TRACE_COUNTS.values())
+  later = generate(model, PROMPTS, temperature_decay=40.0, **kw)  # a later training step
+  assert sum(TRACE_COUNTS.values()) == traces  # the decay is a run-time argument
+  temps = [ead_reference(1.3, 0.6, 40.0, 1, t) for t in range(N)]
+  np.testing.assert_allclose(later.logprobs, teacher_forced_logprobs(model, PROMPTS, later, temps),
+                             atol=1e-5, rtol=0)
+  with pytest.raises(ValueError, match="'ead' needs temperature_decay > 0; got None"):
+    generate(model, PROMPTS, **kw)
+  with pytest.raises(ValueError, match="temperature_decay=3.0 only applies to temperature_schedule="
+                     "'ead'"):
+    generate(model, PROMPTS, temperature_decay=3.0, **BASE)
+  with pytest.raises(ValueError, match="temperature_offset=2 only applies to"):
+    SamplerConfig(max_new_tokens=N, temperature_offset=2)
+
+
+def test_mesh_sampler_passes_the_ead_decay(model):
+  graphdef, params = nnx.split(model)
+  mesh = mesh_lib.make_mesh({"data": 1})
+  shardings = mesh_lib.param_shardings(params, models.logical_axes(model), mesh)
+  sampler = MeshSampler(mesh, None, graphdef, shardings, model.config)
+  kw = dict(temperature=1.4, temperature_end=0.5, temperature_schedule="ead", temperature_decay=3.0,
+            **BASE)
+  got = sampler.generate(jax.device_put(params, shardings), PROMPTS, **kw)
+  ref = generate(model, PROMPTS, **kw)
+  np.testing.assert_array_equal(got.tokens, ref.tokens)
+  np.testing.assert_allclose(got.logprobs, ref.logprobs, atol=1e-6, rtol=0)
