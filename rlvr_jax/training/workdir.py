@@ -142,6 +142,8 @@ def compare_configs(saved: Mapping, new: Mapping) -> dict[str, dict[str, tuple]]
     old, now = a.get(key, missing), b.get(key, missing)
     if old == now:
       continue
+    if old is missing and now in (None, {}, []):
+      continue  # a key added by a later version of the code, left empty: nothing changed
     pair = (None if old is missing else old, None if now is missing else now)
     if _matches(key, REFUSED):
       out["refused"][key] = pair

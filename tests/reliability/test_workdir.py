@@ -88,6 +88,16 @@ def test_compare_sorts_changes_into_refused_flagged_and_free():
                   "free": {"eval.size": (100, 5), "total_steps": (20, 40)}}
 
 
+def test_an_empty_key_added_by_a_later_version_is_not_a_change():
+  new = _changed()
+  new["rollout"]["schedule_options"] = {}
+  new["rollout"]["temperature_end"] = None
+  assert workdir_lib.compare_configs(SAVED, new) == {"refused": {}, "flagged": {}, "free": {}}
+  new["rollout"]["schedule_options"] = {"decay0": 4.0}
+  assert workdir_lib.compare_configs(SAVED, new)["flagged"] == {
+      "rollout.schedule_options.decay0": (None, 4.0)}
+
+
 def test_resume_refuses_shape_changes_even_with_the_flag():
   new = _changed(model__overrides__hidden_size=128)
   with pytest.raises(workdir_lib.ConfigChangeError, match=r"shapes, the algorithm or the warm "
