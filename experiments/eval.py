@@ -357,6 +357,8 @@ def _define_flags():
       plot=flags.DEFINE_string("plot", None, "Draw the pass@k curves of --curves (and of any "
                                "positional json paths) into this PNG; no model is run."),
       curves=flags.DEFINE_list("curves", [], "Eval jsons for --plot, comma separated."),
+      verbose=flags.DEFINE_bool("verbose", False, "Show the full traceback of input errors (by "
+                                "default one line naming the file or flag at fault)."),
       compilation_cache=flags.DEFINE_string(
           "compilation_cache", os.path.expanduser("~/.cache/rlvr_jax/jit"),
           "Persistent XLA compilation cache directory ('' to disable)."),
@@ -364,6 +366,16 @@ def _define_flags():
 
 
 def main(argv, f):
+  try:
+    _main(argv, f)
+  except (ValueError, FileNotFoundError, ImportError) as e:
+    if f["verbose"].value:
+      raise
+    print(f"error: {e}\n(run with --verbose for the traceback)", file=sys.stderr)
+    sys.exit(2)
+
+
+def _main(argv, f):
   if f["plot"].value:  # eval jsons only: no jax, no model
     print(f"wrote {plot_passk_curves(list(f['curves'].value) + list(argv[1:]), f['plot'].value)}")
     return

@@ -122,3 +122,13 @@ def test_command_line_user_errors_are_one_line(tmp_path):
   verbose = subprocess.run(base + ["--config.optim.lr=-1", "--verbose"], cwd=helpers.REPO, env=env,
                            capture_output=True, text=True, timeout=300)
   assert verbose.returncode != 0 and "Traceback" in verbose.stderr
+
+
+def test_eval_command_line_errors_are_one_line(tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(helpers.REPO), JAX_PLATFORMS="cpu")
+  done = subprocess.run([sys.executable, "-m", "experiments.eval", "--workdir", str(tmp_path / "no")],
+                        cwd=helpers.REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 2
+  assert [x for x in done.stderr.splitlines() if x.strip()] == [
+      f"error: --workdir={str(tmp_path / 'no')!r} is not a directory",
+      "(run with --verbose for the traceback)"], done.stderr
