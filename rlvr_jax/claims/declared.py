@@ -257,3 +257,27 @@ register_claim(Claim(
           "and trains like the ead arm (temperature-1 learner, truncated IS, C = 2); fixed_t1 is "
           "plain GRPO at temperature 1 (no importance weight needed). Held-out evaluation samples "
           "at temperature 1 in every arm. Decay scaled to bare-number answers (configs/ead.py)."))
+
+register_claim(Claim(
+    name="dispo_entropy_knobs",
+    paper="DISPO, arXiv 2602.00983 (docs/papers.md 2.4; the abstract's knob directions)",
+    sentence="[abstract] On correct responses, importance weights above 1 raise the entropy "
+             "(exploration) and weights below 1 lower it (distillation).",
+    config="configs/claims_arith.py",
+    arms={"correct_w_above_1": {**_OFF_POLICY, "algo.loss": "dispo",
+                                "algo.loss_options": {"pos_low": 0.0, "pos_high": 1.0,
+                                                      "neg_low": 0.2, "neg_high": 0.28}},
+          "correct_w_below_1": {**_OFF_POLICY, "algo.loss": "dispo",
+                                "algo.loss_options": {"pos_low": 0.5, "pos_high": 0.0,
+                                                      "neg_low": 0.2, "neg_high": 0.28}}},
+    metric=Metric("train_change", "entropy", window=10),
+    expect=("correct_w_above_1", ">", "correct_w_below_1"),
+    also=(Metric("eval", "pass@1"), Metric("eval", "pass@64"), Metric("eval", "greedy_accuracy"),
+          Metric("train_last", "clip_frac", window=10)),
+    quick={"total_steps": 3, "eval.size": 4, "eval.num_samples": 64},
+    quick_config="configs/claims_arith.py:cpu",
+    curves=("accuracy", "entropy", "clip_frac", "response_len"),
+    notes="Both arms train off-policy (4 mini-batches per rollout batch) so that importance weights "
+          "leave 1; correct-response tokens outside [1, 2] (first arm) or [0.5, 1] (second arm) are "
+          "masked, incorrect ones keep DAPO's [0.8, 1.28]. The first mini-batch of every rollout "
+          "(weights exactly 1) trains the same in both arms."))
