@@ -24,6 +24,9 @@ Contracts the RL trainer codes against:
   results; "linear" / "cosine" anneal from ``temperature`` at new token 0 to ``temperature_end`` (> 0)
   at token ``max_new_tokens - 1`` (``position_temperature(config, t)``, traced-t friendly); logprobs are
   under each position's own temperature (after the filters). A schedule with temperature 0 is an error.
+  "ead" (Exploratory Annealed Decoding) falls from ``temperature`` to the floor ``temperature_end`` as
+  ``1 + T0 - exp(t / d)``; its decay ``d`` is a run-time argument (``temperature_decay``), so a decay
+  that changes every training step does not recompile.
 - Randomness: row r at step t uses ``fold_in(fold_in(rng, t), r)``: deterministic per seed,
   independent of batch padding and sharding; the G samples of a prompt get different keys.
 
