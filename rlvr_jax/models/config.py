@@ -218,8 +218,11 @@ class ModelConfig:
     """Parses a HF ``config.json`` dict (transformers v4 or v5 layout); ``overrides`` win."""
     return cls(**{**_fields_from_hf(d), **overrides})
 
-  def to_hf_dict(self, layout: str = "v5") -> dict[str, Any]:
-    """A ``config.json`` dict that transformers loads as the same model (``layout`` "v5" or "v4")."""
+  def to_hf_dict(self, layout: str = "both") -> dict[str, Any]:
+    """A ``config.json`` dict that transformers loads as the same model. ``layout``: "v5"
+    (``dtype``, ``rope_parameters``), "v4" (``torch_dtype``, top-level ``rope_theta`` /
+    ``rope_scaling``) or "both" (the default: the v5 keys plus the v4 ones, so transformers 4.x
+    and serving stacks that read the top-level ``rope_theta`` see the same RoPE)."""
     return _fields_to_hf(self, layout)
 
 
@@ -302,8 +305,8 @@ def _fields_from_hf(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fields_to_hf(c: ModelConfig, layout: str) -> dict[str, Any]:
-  if layout not in ("v4", "v5"):
-    raise ValueError(f"to_hf_dict layout={layout!r}: expected 'v4' or 'v5'")
+  if layout not in ("v4", "v5", "both"):
+    raise ValueError(f"to_hf_dict layout={layout!r}: expected 'v4', 'v5' or 'both'")
   if c.qk_norm != (c.family == "qwen3"):
     raise ValueError(f"qk_norm={c.qk_norm} cannot be expressed as a HF {c.family!r} config")
   if c.family == "qwen2" and (not c.qkv_bias or c.o_bias):
@@ -332,10 +335,10 @@ def _fields_to_hf(c: ModelConfig, layout: str) -> dict[str, Any]:
     rope.update(factor=c.rope_factor, low_freq_factor=c.rope_low_freq_factor,
                 high_freq_factor=c.rope_high_freq_factor,
                 original_max_position_embeddings=c.rope_original_max_len)
-  if layout == "v5":
+  if layout in ("v5", "both"):
     d["dtype"] = c.param_dtype
     d["rope_parameters"] = dict(rope_theta=c.rope_theta, **rope)
-  else:
+  if layout in ("v4", "both"):
     d["torch_dtype"] = c.param_dtype
     d["rope_theta"] = c.rope_theta
     d["rope_scaling"] = rope if c.rope_type != "default" else None

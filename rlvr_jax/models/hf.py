@@ -220,7 +220,7 @@ def _plan_shards(sizes: list[tuple[str, int]], max_bytes: int) -> list[list[str]
 
 
 def save_hf(model: Transformer, model_config: ModelConfig, path: str | os.PathLike, *,
-            max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, layout: str = "v5") -> None:
+            max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, layout: str = "both") -> None:
   """Writes ``config.json``, ``generation_config.json`` and safetensors weights that
   ``transformers.AutoModelForCausalLM.from_pretrained`` loads as the same model.
 

@@ -151,6 +151,10 @@ class Tokenizer:
     extra = [i for i in self.eos_ids if i != self._id_of("eos_token")]
     if extra:
       config["extra_eos_token_ids"] = extra
+    if self.chat_template is not None:
+      # Both places: transformers 5 reads chat_template.jinja, 4.x and most serving stacks read
+      # the tokenizer_config.json entry.
+      config["chat_template"] = self.chat_template
     (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
     if self.chat_template is not None:
       (path / "chat_template.jinja").write_text(self.chat_template)

@@ -94,6 +94,14 @@ def test_save_hf_reloads_in_transformers(checkpoint, tmp_path):
   np.testing.assert_allclose(hf_logits(reloaded, tokens), hf_logits(hf, tokens), atol=1e-5, rtol=0)
   saved = json.loads((tmp_path / "out" / "config.json").read_text())
   assert saved["tie_word_embeddings"] == config.tie_embeddings
+  # Both layouts by default: v5's rope_parameters and v4's top-level rope_theta agree, so readers
+  # of either (transformers 4.x, older vLLM) get the checkpoint's RoPE.
+  assert saved["rope_parameters"]["rope_theta"] == saved["rope_theta"] == config.rope_theta
+  assert saved["dtype"] == saved["torch_dtype"]
+  if config.rope_type != "default":
+    assert saved["rope_scaling"]["factor"] == saved["rope_parameters"]["factor"]
+  for layout in ("v4", "v5"):  # each layout alone also reads back as the same config
+    assert ModelConfig.from_hf_dict(config.to_hf_dict(layout)) == ModelConfig.from_hf_dict(saved)
 
 
 def test_save_hf_sharded_and_v4_layout(tmp_path):

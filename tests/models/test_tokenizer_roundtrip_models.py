@@ -159,3 +159,19 @@ def test_tokenizer_errors(tmp_path):
     Tokenizer(char_level("ab").backend, eos_token="<nope>")
   with pytest.raises(ValueError, match="single characters"):
     char_level(["ab", "c"])
+
+
+def test_export_layout_chat_template_in_both_places_and_the_fast_tokenizer_workaround(tmp_path):
+  """A saved tokenizer carries its chat template in chat_template.jinja (transformers 5) and in
+  tokenizer_config.json (4.x, serving stacks). Beside a qwen2 config.json, transformers 5's
+  AutoTokenizer rebuilds Qwen2's pre-tokenizer (docs/evaluation.md); PreTrainedTokenizerFast reads
+  the export's tokenizer.json as it is."""
+  tok = char_level("0123456789+-= ")
+  tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+  tok.save(tmp_path)
+  config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+  assert config["chat_template"] == (tmp_path / "chat_template.jinja").read_text() == tok.chat_template
+  assert Tokenizer.from_pretrained(tmp_path).chat_template == tok.chat_template
+  (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+  fast = transformers.PreTrainedTokenizerFast.from_pretrained(tmp_path)
+  assert fast.encode("33 + 71 =", add_special_tokens=False) == tok.encode("33 + 71 =")
