@@ -22,7 +22,7 @@ import json
 import os
 import pathlib
 import re
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -220,9 +220,13 @@ def _plan_shards(sizes: list[tuple[str, int]], max_bytes: int) -> list[list[str]
 
 
 def save_hf(model: Transformer, model_config: ModelConfig, path: str | os.PathLike, *,
-            max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, layout: str = "both") -> None:
+            max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, layout: str = "both",
+            generation: Mapping[str, Any] | None = None) -> None:
   """Writes ``config.json``, ``generation_config.json`` and safetensors weights that
   ``transformers.AutoModelForCausalLM.from_pretrained`` loads as the same model.
+
+  ``generation``: entries for ``generation_config.json`` over the config's token ids, e.g. the
+  source checkpoint's sampling defaults and every stop id (``generation_defaults``).
 
   Weights are stored in ``model_config.param_dtype``. More than ``max_shard_bytes`` of weights are
   split into ``model-0000i-of-0000n.safetensors`` shards with a ``model.safetensors.index.json``.
@@ -266,6 +270,26 @@ def save_hf(model: Transformer, model_config: ModelConfig, path: str | os.PathLi
     index = {"metadata": {"total_size": sum(n for _, n in sizes)}, "weight_map": weight_map}
     (path / INDEX_FILE).write_text(json.dumps(index, indent=2))
   (path / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2))
-  generation = {k: hf_config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id")
-                if hf_config.get(k) is not None}
-  (path / "generation_config.json").write_text(json.dumps(generation, indent=2))
+  written = {k: hf_config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id")
+             if hf_config.get(k) is not None}
+  written.update(generation or {})
+  (path / "generation_config.json").write_text(json.dumps(written, indent=2))
+
+
+def generation_defaults(source: str | os.PathLike | None, eos_ids: Sequence[int]) -> dict[str, Any]:
+  """What an export's ``generation_config.json`` should keep: the source checkpoint's own entries
+  (sampling defaults such as temperature / top_p, when ``source`` has the file) and every stop id
+  the run used (``eos_ids``: the tokenizer's, which include the source's extra ones) as
+  ``eos_token_id``."""
+  out: dict[str, Any] = {}
+  file = pathlib.Path(source) / "generation_config.json" if source else None
+  if file is not None and file.is_file():
+    out = dict(read_json_file(file))
+  stops = []
+  for value in ([out.get("eos_token_id")] if isinstance(out.get("eos_token_id"), int)
+                else list(out.get("eos_token_id") or [])) + [int(i) for i in eos_ids]:
+    if value not in stops:
+      stops.append(value)
+  if stops:
+    out["eos_token_id"] = stops[0] if len(stops) == 1 else stops
+  return out

@@ -96,3 +96,19 @@ def test_load_round_trip_of_own_save(saved):
   ref = Transformer(config, rngs=nnx.Rngs(0))
   np.testing.assert_array_equal(np.asarray(model.layers[0].attn.q[...]), np.asarray(ref.layers[0].attn.q[...]))
   np.testing.assert_array_equal(np.asarray(model.lm_head[...]), np.asarray(ref.lm_head[...]))
+
+
+def test_generation_defaults_keep_the_source_sampling_settings_and_every_stop_id(saved, tmp_path):
+  import transformers  # pylint: disable=import-outside-toplevel
+  from rlvr_jax.models import hf  # pylint: disable=import-outside-toplevel
+  src = _copy(saved, tmp_path)
+  (src / "generation_config.json").write_text(json.dumps(
+      {"eos_token_id": [7, 9], "temperature": 0.7, "top_p": 0.8, "do_sample": True}))
+  generation = hf.generation_defaults(src, eos_ids=(9, 11))
+  assert generation == {"eos_token_id": [7, 9, 11], "temperature": 0.7, "top_p": 0.8,
+                        "do_sample": True}
+  assert hf.generation_defaults(None, eos_ids=(3,)) == {"eos_token_id": 3}
+  model, config = load_hf(src)
+  save_hf(model, config, tmp_path / "out", generation=generation)
+  loaded = transformers.GenerationConfig.from_pretrained(tmp_path / "out")
+  assert loaded.eos_token_id == [7, 9, 11] and loaded.temperature == 0.7 and loaded.top_p == 0.8
