@@ -288,7 +288,8 @@ class EpisodeContext:
     """The label of a reward term that is exactly the correctness check (same reward, same
     options), whose scores then decide correctness without verifying a second time."""
     r = self.config.reward
-    options = dict(r.correctness_options or {})
+    options = r.correctness_options or {}
+    options = options.to_dict() if hasattr(options, "to_dict") else dict(options)  # plain, as spec
     for term in spec:
       if term["name"] == r.correctness and term["options"] == options:
         return term["label"]

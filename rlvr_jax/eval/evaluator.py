@@ -64,14 +64,14 @@ def write_samples(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
   os.replace(path + ".tmp", path)
 
 
-def _sample_rows(kind: str, examples: Sequence[Mapping], prompt_texts: Sequence[str],
-                 texts: Sequence[str], values: np.ndarray, correct: np.ndarray,
-                 answer_extractor: str, per_problem: int) -> list[dict]:
+def _sample_rows(kind: str, examples: Sequence[Mapping], ids: Sequence[str],
+                 prompt_texts: Sequence[str], texts: Sequence[str], values: np.ndarray,
+                 correct: np.ndarray, answer_extractor: str, per_problem: int) -> list[dict]:
   rows = []
   for j, text in enumerate(texts):
     i = j // per_problem
     answer = rewards_lib.extract_answer(text, answer_extractor)
-    rows.append({"problem_id": problem_id(examples[i]), "kind": kind, "sample": j % per_problem,
+    rows.append({"problem_id": ids[i], "kind": kind, "sample": j % per_problem,
                  "prompt": prompt_texts[i], "gold": str(examples[i].get("answer", "")),
                  "completion": text, "extracted_answer": answer,
                  "score": None if np.isnan(values[j]) else float(values[j]),
@@ -176,6 +176,7 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Mapping], *,
              generate_fn=generate_fn)
   result: dict[str, Any] = {}
   samples: list[dict] = []
+  ids = [problem_id(ex) for ex in examples]
   prompt_texts = ([tokenizer.decode(list(p), skip_special_tokens=False) for p in prompts]
                   if samples_path else [])
   greedy_correct = None
@@ -186,8 +187,8 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Mapping], *,
     values = reward_values(texts, examples, reward=reward, reward_options=reward_options)
     greedy_correct = is_correct(values, threshold)
     if samples_path:
-      samples += _sample_rows("greedy", examples, prompt_texts, texts, values, greedy_correct,
-                              answer_extractor, 1)
+      samples += _sample_rows("greedy", examples, ids, prompt_texts, texts, values,
+                              greedy_correct, answer_extractor, 1)
     result["greedy_response_len"] = float(np.mean(lens))
   correct = answers = steps_ok = None
   if num_samples > 0:
@@ -200,8 +201,8 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Mapping], *,
     values = reward_values(texts, rep, reward=reward, reward_options=reward_options)
     flat_correct = is_correct(values, threshold)
     if samples_path:
-      samples += _sample_rows("sampled", examples, prompt_texts, texts, values, flat_correct,
-                              answer_extractor, num_samples)
+      samples += _sample_rows("sampled", examples, ids, prompt_texts, texts, values,
+                              flat_correct, answer_extractor, num_samples)
     correct = flat_correct.reshape(len(examples), num_samples)
     answers = [[rewards_lib.normalize_answer(rewards_lib.extract_answer(t, answer_extractor))
                 for t in texts[i * num_samples:(i + 1) * num_samples]] for i in range(len(examples))]
@@ -224,7 +225,7 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Mapping], *,
     n = len(greedy_correct)
     p = float(np.mean(greedy_correct))
     result["greedy_accuracy_stderr"] = float(np.sqrt(max(p * (1 - p), 1e-12) / max(n, 1)))
-  per_problem: dict[str, Any] = {"problem_ids": [problem_id(ex) for ex in examples]}
+  per_problem: dict[str, Any] = {"problem_ids": ids}
   if correct is not None:
     per_problem.update(num_samples=int(num_samples),
                        correct_counts=correct.sum(axis=1).astype(int).tolist())

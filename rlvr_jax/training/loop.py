@@ -38,7 +38,6 @@ from rlvr_jax import algorithms
 from rlvr_jax import data as data_lib
 from rlvr_jax import episodes
 from rlvr_jax import models
-from rlvr_jax.models import hf as hf_lib
 from rlvr_jax import rewards as rewards_lib
 from rlvr_jax.episodes import selection
 from rlvr_jax.episodes.record import RolloutRecord
@@ -779,7 +778,7 @@ def finish(env: Env, state: RunState, before: dict | None, train_time: float) ->
     export = os.path.join(env.workdir, "export")
     source = cfg.model.get("path") if cfg.model.get("init") == "hf" else None
     models.save_hf(nnx.merge(env.graphdef, export_params), env.model_cfg, export,
-                   generation=hf_lib.generation_defaults(source, env.tokenizer.eos_ids))
+                   generation=models.generation_defaults(source, env.tokenizer.eos_ids))
     env.tokenizer.save(export)
     say(f"exported policy to {export}")
   return summary
