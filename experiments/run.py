@@ -9,7 +9,8 @@ locked). Re-running with the same ``--workdir`` resumes from its latest checkpoi
 
 Multi-process (one command per host): add ``--coordinator_address=HOST:PORT --num_processes=N
 --process_id=I``; on TPU VMs and under SLURM ``jax.distributed.initialize()`` detects these itself,
-so ``--distributed`` alone is enough there.
+so ``--distributed`` alone is enough there. ``--expect_devices=N`` stops the run before step 0
+when JAX sees another number of devices (the launch scripts in tpu/ pass it).
 """
 from __future__ import annotations
 
@@ -28,6 +29,13 @@ _NPROC = flags.DEFINE_integer("num_processes", None, "Total number of processes 
 _PID = flags.DEFINE_integer("process_id", None, "Index of this process (multi-process).")
 _DIST = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() with auto-detection (TPU VM, SLURM).")
+_GPUS = flags.DEFINE_integer(
+    "gpus_per_process", None, "With --distributed under SLURM: GPUs each task drives (default: "
+    "from the SLURM variables). Sets JAX's local device ids, which otherwise default to one GPU "
+    "per task.")
+_EXPECT = flags.DEFINE_integer(
+    "expect_devices", None, "Stop before any data or model work unless JAX sees exactly this many "
+    "devices in all (the launch scripts pass nodes x accelerators per node).")
 _ALLOW = flags.DEFINE_bool(
     "allow_config_changes", False,
     "Resume a workdir whose checkpoint was written with other values of keys such as the learning "
@@ -58,11 +66,13 @@ def main(argv):
     jax.config.update("jax_compilation_cache_dir", _CACHE.value)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   multihost.initialize(coordinator_address=_COORD.value, num_processes=_NPROC.value,
-                       process_id=_PID.value, auto=_DIST.value)
+                       process_id=_PID.value, auto=_DIST.value, gpus_per_process=_GPUS.value)
   logging.info("JAX %s, backend %s, %d devices (%d local), process %d/%d", jax.__version__,
                jax.default_backend(), jax.device_count(), jax.local_device_count(),
                jax.process_index(), jax.process_count())
   try:
+    if _EXPECT.value is not None:
+      multihost.check_device_count(_EXPECT.value)
     loop.run(_CONFIG.value, _WORKDIR.value, allow_config_changes=_ALLOW.value)
   except user_errors() as e:
     if _VERBOSE.value:

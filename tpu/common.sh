@@ -71,3 +71,18 @@ normalize_args() {
     fi
   done
 }
+
+tpu_device_count() {
+  # tpu_device_count ACCELERATOR_TYPE: prints how many devices JAX sees on the whole slice, or
+  # returns 1 for a type this table does not know. The number after the dash counts TensorCores
+  # for v2, v3, v4 and v5p, and chips for v5e and v6e. JAX shows one device per TensorCore on v2 and
+  # v3, and one per chip (two cores fused, "megacore") on v4 and v5p.
+  local type="$1" n
+  [[ "$type" =~ -([0-9]+)$ ]] || return 1
+  n="${BASH_REMATCH[1]}"
+  case "${type%-*}" in
+    v2|v3|v5litepod|v5e|v6e) echo "$n" ;;
+    v4|v5p) [[ $((n % 2)) == 0 ]] || return 1; echo $((n / 2)) ;;
+    *) return 1 ;;
+  esac
+}

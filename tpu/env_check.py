@@ -7,10 +7,17 @@ index, count and host, so interleaved output from many processes stays readable:
     [env_check p0/4 t1v-n-0] jax 0.11.2 (jaxlib 0.11.2), backend tpu
     [env_check p0/4 t1v-n-0] devices: 16 global, 4 local (TPU v4 x4)
 
-``--distributed`` calls ``jax.distributed.initialize()`` with no arguments first, as the trainer
-does: JAX reads the cluster from the TPU VM metadata or the SLURM variables. Without a detected
-cluster it is skipped. Exit status 1 (and a line starting ``env_check FAILED``) when an
-``--expect-*`` check fails or initialisation raises.
+``--distributed`` calls ``jax.distributed.initialize()`` first, exactly as the trainer does
+(``rlvr_jax.parallel.multihost``): JAX reads the cluster from the TPU VM metadata or the SLURM
+variables, and under SLURM on GPUs the local device ids come from
+``multihost.slurm_local_device_ids`` (``--gpus-per-process``, as the trainer's
+``--gpus_per_process``). Without a detected cluster it is skipped. Exit status 1 (and a line
+starting ``env_check FAILED``) when an ``--expect-*`` check fails or initialisation raises.
+
+``--plan`` initialises nothing: it prints, as one JSON line, the arguments this process would give
+``jax.distributed.initialize()`` after JAX's own auto-detection has filled in the rest, and the
+GPUs they select. The dry-run tests (tests/tpu/) run it under a fake ``srun`` to check the device
+ids every simulated SLURM task would use.
 """
 from __future__ import annotations
 
@@ -48,7 +55,45 @@ def detect_cluster(environ, path_exists=os.path.exists) -> str:
     return "none"
 
 
-def collect(distributed: bool, environ=None) -> dict:
+def init_kwargs(environ, gpus_per_process) -> dict:
+    """Our arguments for jax.distributed.initialize() (the trainer's, via rlvr_jax)."""
+    from rlvr_jax.parallel import multihost  # pylint: disable=import-outside-toplevel
+    return multihost.auto_initialize_kwargs(environ, gpus_per_process)
+
+
+def plan(environ, gpus_per_process) -> dict:
+    """What initialize() would be called with in this process, without calling it.
+
+    JAX fills the arguments we leave out (coordinator, process count and id, and local device ids
+    unless given) in ``ClusterEnv.auto_detect_unset_distributed_params``, a private function:
+    calling it here shows exactly what initialize() would use, including JAX's own one-GPU default
+    if we failed to override it. JAX reads os.environ there, so ``environ`` should be os.environ.
+    """
+    from jax._src import clusters  # pylint: disable=import-outside-toplevel
+    from rlvr_jax.parallel import multihost  # pylint: disable=import-outside-toplevel
+
+    ours = init_kwargs(environ, gpus_per_process)
+    ids = ours.get("local_device_ids")
+    if ids is None and environ.get("JAX_LOCAL_DEVICE_IDS"):  # read by initialize() itself
+        ids = [int(i) for i in environ["JAX_LOCAL_DEVICE_IDS"].split(",")]
+    address, count, pid, ids = clusters.ClusterEnv.auto_detect_unset_distributed_params(
+        environ.get("JAX_COORDINATOR_ADDRESS"), None, None, ids, None, 300)
+    seen = multihost.visible_devices(environ)
+    ids = None if ids is None else list(ids)
+    out = {"host": socket.gethostname(), "slurm_nodeid": environ.get("SLURM_NODEID"),
+           "ours": ours, "coordinator_address": address, "num_processes": count,
+           "process_id": pid, "local_device_ids": ids,
+           "visible": None if seen is None else dict([seen]), "gpus": None, "invalid_ids": []}
+    if ids is not None and seen is not None:
+        # CUDA ordinals are positions in the visible list: map them back to the physical GPUs.
+        out["invalid_ids"] = [i for i in ids if not 0 <= i < len(seen[1])]
+        out["gpus"] = [seen[1][i] for i in ids if 0 <= i < len(seen[1])]
+    elif ids is not None:
+        out["gpus"] = [str(i) for i in ids]
+    return out
+
+
+def collect(distributed: bool, environ=None, gpus_per_process=None) -> dict:
     """Everything the check reports, as a JSON-ready dict."""
     environ = os.environ if environ is None else environ
     report = {
@@ -75,8 +120,9 @@ def collect(distributed: bool, environ=None) -> dict:
         report["distributed"] = "skipped (no TPU VM or SLURM allocation detected)"
     else:
         try:
-            jax.distributed.initialize()
-            report["distributed"] = "initialized"
+            kwargs = init_kwargs(environ, gpus_per_process)
+            jax.distributed.initialize(**kwargs)
+            report["distributed"] = "initialized" + (f" with {kwargs}" if kwargs else "")
         except Exception as err:  # pylint: disable=broad-except  # reported, then exit 1
             report["distributed"] = f"FAILED: {type(err).__name__}: {err}"
     report["backend"] = jax.default_backend()
@@ -97,7 +143,9 @@ def failures(report: dict, args: argparse.Namespace) -> list[str]:
         problems.append(f"expected {args.expect_processes} processes, JAX sees "
                         f"{report['process_count']}")
     if args.expect_devices is not None and report["device_count"] != args.expect_devices:
-        problems.append(f"expected {args.expect_devices} devices, JAX sees {report['device_count']}")
+        problems.append(f"expected {args.expect_devices} devices, JAX sees {report['device_count']} "
+                        f"({report['local_device_count']} local on process "
+                        f"{report['process_index']} of {report['process_count']})")
     if args.expect_backend is not None and report["backend"] != args.expect_backend:
         problems.append(f"expected backend {args.expect_backend}, JAX uses {report['backend']}")
     if str(report.get("rlvr_jax", "")).startswith("NOT"):
@@ -129,12 +177,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() (auto-detect) first")
+    parser.add_argument("--gpus-per-process", type=int, default=None,
+                        help="under SLURM: GPUs each task drives (default: from SLURM variables)")
+    parser.add_argument("--plan", action="store_true",
+                        help="print the initialize() arguments this process would use, as JSON, "
+                        "and exit (initialises nothing)")
     parser.add_argument("--expect-processes", type=int, default=None)
     parser.add_argument("--expect-devices", type=int, default=None)
     parser.add_argument("--expect-backend", choices=("cpu", "gpu", "tpu"), default=None)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
-    report = collect(args.distributed)
+    if args.plan:
+        try:
+            print(json.dumps(plan(os.environ, args.gpus_per_process), sort_keys=True))
+        except ValueError as err:
+            print(f"env_check FAILED: {err}", file=sys.stderr)
+            return 1
+        return 0
+    report = collect(args.distributed, gpus_per_process=args.gpus_per_process)
     if args.json:
         print(json.dumps(report, sort_keys=True))
     else:

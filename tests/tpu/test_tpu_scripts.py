@@ -105,10 +105,12 @@ def test_launch_tpu_dry_run_command_and_recovery_path():
     assert launch[4:6] == ["ssh", "rl-pod"] and "--worker=all" in launch
     remote = _flag(launch, "--command")
     run_part = remote.split("&& exec ", 1)[1]
+    # v5litepod-16: 16 chips, one device each, required by the check and by the trainer.
     assert shlex.split(run_part) == ["python", "-m", "experiments.run", "--distributed",
-                                     "--config", "configs/grpo.py:cpu", "--workdir", "gs://bucket/runs/a b",
-                                     "--config.rl.G=8", "--config.seed=1"]
-    assert "python tpu/env_check.py --distributed" in remote
+                                     "--expect_devices=16", "--config", "configs/grpo.py:cpu",
+                                     "--workdir", "gs://bucket/runs/a b", "--config.rl.G=8",
+                                     "--config.seed=1"]
+    assert "python tpu/env_check.py --distributed --expect-devices 16 &&" in remote
     assert "--coordinator_address" not in remote  # jax.distributed auto-detects on TPU VMs
     assert "up to 3 relaunches on gs://bucket/runs/a b" in out.stdout
     assert cmds[1][4] == "describe"
@@ -131,6 +133,30 @@ def test_launch_tpu_bad_arguments(args, message):
         base += ["--config", "configs/a.py"]
     out = _run("launch_tpu.sh", *base, *args, "--dry-run")
     assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--accelerator-type", "v4-32"], "16"),        # 32 TensorCores, 2 per chip (megacore)
+    (["--accelerator-type", "v5p-8"], "4"),
+    (["--accelerator-type", "v3-8"], "8"),          # one device per TensorCore
+    (["--accelerator-type", "v6e-8"], "8"),         # chips
+    (["--accelerator-type", "v4-32", "--expect-devices", "12"], "12"),
+    (["--accelerator-type", "v9z-8"], None),        # unknown type: skipped with a note
+    ([], None),
+])
+def test_launch_tpu_expected_device_count(args, expected):
+    out = _run("launch_tpu.sh", "--name", "rl-pod", "--zone", "z", "--config", "configs/a.py",
+               "--workdir", "gs://b/r", *args, "--dry-run")
+    assert out.returncode == 0, out.stderr
+    remote = _flag(_dry_commands(out.stdout)[0], "--command")
+    check = remote.split("&& python tpu/env_check.py", 1)[1].split("&&", 1)[0]
+    run = shlex.split(remote.split("&& exec ", 1)[1])
+    if expected is None:
+        assert "--expect" not in remote
+        assert "device count" in out.stderr and "--expect-devices" in out.stderr
+    else:
+        assert shlex.split(check) == ["--distributed", "--expect-devices", expected]
+        assert f"--expect_devices={expected}" in run
 
 
 def test_launch_slurm_submit_dry_run():
@@ -161,17 +187,42 @@ def test_launch_slurm_batch_dry_run_runs_srun_steps():
     assert out.returncode == 0, out.stderr
     check, train, requeue = _dry_commands(out.stdout)
     step = ["srun", "--ntasks-per-node=2", "--kill-on-bad-exit=1", "--gpus-per-task=4"]
-    assert check == step + ["python", "tpu/env_check.py", "--distributed", "--expect-processes", "4"]
-    assert train == step + ["python", "-m", "experiments.run", "--distributed", "--config", "configs/grpo.py",
-                            "--workdir", "/shared/x", "--config.a=1"]
+    assert check == step + ["python", "tpu/env_check.py", "--distributed", "--expect-processes", "4",
+                            "--gpus-per-process", "4", "--expect-devices", "16"]
+    assert train == step + ["python", "-m", "experiments.run", "--distributed",
+                            "--gpus_per_process=4", "--expect_devices=16", "--config",
+                            "configs/grpo.py", "--workdir", "/shared/x", "--config.a=1"]
     assert requeue == ["scontrol", "requeue", "123"]
+    assert "2 nodes x 2 tasks x 4 GPUs = 16 devices" in out.stderr
+
+
+def test_launch_slurm_gs_workdir():
+    out = _run("launch_slurm.sh", "--config", "configs/grpo.py", "--workdir", "gs://bkt/runs/x",
+               "--nodes", "2", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    mkdir, sbatch = _dry_commands(out.stdout)
+    # Nothing to create in the bucket; SLURM's own log goes to a local folder of the checkout.
+    assert mkdir == ["mkdir", "-p", str(ROOT / "workdirs" / "slurm_logs")]
+    assert _flag(sbatch, "--output") == str(ROOT / "workdirs" / "slurm_logs" / "slurm-%j.out")
+    job_args = sbatch[sbatch.index(str(TPU / "launch_slurm.sh")) + 1:]
+    assert job_args[job_args.index("--workdir") + 1] == "gs://bkt/runs/x"
+    logs = _dry_commands(_run("launch_slurm.sh", "--config", "configs/grpo.py", "--workdir",
+                              "gs://bkt/runs/x", "--log-dir", "/shared/logs", "--dry-run").stdout)
+    assert logs[0] == ["mkdir", "-p", "/shared/logs"]
+    assert _flag(logs[1], "--output") == "/shared/logs/slurm-%j.out"
+    env = _env(SLURM_JOB_ID="5", SLURM_NNODES="1", SLURM_NTASKS="1")
+    inside = _run("launch_slurm.sh", "--config", "configs/grpo.py", "--workdir", "gs://bkt/runs/x",
+                  "--dry-run", env=env)
+    train = _dry_commands(inside.stdout)[1]
+    assert train[train.index("--workdir") + 1] == "gs://bkt/runs/x"
 
 
 @pytest.mark.parametrize("args, message", [
     (["--workdir", "/s/x", "--nodes", "0"], "--nodes must be an integer >= 1"),
     (["--workdir", "/s/x", "--gpus-per-node", "8", "--tasks-per-node", "3"], "not divisible"),
     (["--workdir", "/s/x", "--time", "soon"], "--time 'soon'"),
-    (["--workdir", "gs://b/x"], "shared filesystem"),
+    (["--workdir", "gs://"], "has no bucket"),
+    (["--workdir", "gs://b/x", "--log-dir", "gs://b/logs"], "local path"),
     (["--nodes", "2"], "--workdir is required"),
 ])
 def test_launch_slurm_bad_arguments(args, message):
