@@ -6,16 +6,19 @@ r"""Held-out evaluation of a run or a checkpoint: greedy accuracy, unbiased pass
   python -m experiments.eval --checkpoint /runs/grpo/export       # exported / any HF checkpoint
   python -m experiments.eval --checkpoint /models/Qwen2.5-0.5B-Instruct \
       --config configs/grpo_qwen2p5_0p5b_gsm8k.py --config.data.path=... --config.data.eval_path=...
+  python -m experiments.eval --checkpoint Qwen/Qwen2.5-0.5B-Instruct --config ...  # local HF cache
 
 The held-out set, prompt template, tokenizer, correctness reward and sampling settings are the
 run's (``<workdir>/config.json``; for ``--checkpoint`` alone, the ``config.json`` of the
-checkpoint's parent run directory; ``--config`` overrides both), built by the same
+checkpoint's parent run directory; ``--config`` overrides both; a ``--checkpoint`` that names a
+model id in the local Hugging Face cache, ``rlvr_jax.models.hub``, needs it), built by the same
 ``loop.build_inputs`` the trainer uses, so the problems and prompts are exactly those of the run's
 own before/after evaluation. pass@k uses the unbiased estimator (Chen et al. 2021) for k = 1, 2,
 4, ... up to n = ``--num_samples``; maj@k votes over extracted answers.
 
 Writes ``<out>/eval_<tag>.json`` (``<out>``: ``--workdir``, else the run directory holding the
-checkpoint, else the checkpoint directory) and prints a table. The json keeps the per-problem
+checkpoint, else the checkpoint directory, or the current directory for a cached model id) and
+prints a table. The json keeps the per-problem
 results (``per_problem``: problem ids, correct counts of the n samples, greedy verdicts; lists of
 numbers on one line each) for later comparisons; ``--entropy`` adds ``eval_token_entropy``, the
 policy's mean token entropy (nats) on its sampled completions at the eval temperature. Beside it,
@@ -64,17 +67,34 @@ def resolve(workdir: str | None, checkpoint: str | None, config=None):
   """(config, output directory) for the given flags; raises ValueError naming what is missing."""
   if not workdir and not checkpoint:
     raise ValueError("pass --workdir (a run directory) or --checkpoint (an HF checkpoint dir)")
-  for name, path in (("--workdir", workdir), ("--checkpoint", checkpoint)):
-    if path and not os.path.isdir(path):
-      raise ValueError(f"{name}={path!r} is not a directory")
-  run_dir = workdir or os.path.dirname(os.path.abspath(checkpoint))  # <run>/export -> <run>
-  found = os.path.join(run_dir, "config.json")
+  if workdir and not os.path.isdir(workdir):
+    raise ValueError(f"--workdir={workdir!r} is not a directory")
+  # --checkpoint may name a model id (org/name[@revision]) already in the local HF cache.
+  cached = bool(checkpoint) and not os.path.isdir(checkpoint)
+  if cached:
+    _checkpoint_dir(checkpoint)  # raises naming the cache directories searched
+    if config is None and not workdir:
+      raise ValueError(f"--checkpoint={checkpoint!r} is a model in the local Hugging Face cache, "
+                       "with no run config beside it: pass --config configs/<name>.py[:arg]")
+  run_dir = workdir or (None if cached else os.path.dirname(os.path.abspath(checkpoint)))
+  found = os.path.join(run_dir, "config.json") if run_dir else ""  # <run>/export -> <run>
   if config is None:
     if not os.path.isfile(found):
       raise ValueError(f"no run config at {found}; pass --config configs/<name>.py[:arg]")
     config = _read_config(found)
-  out = workdir or (run_dir if os.path.isfile(found) else checkpoint)
+  out = workdir or (os.getcwd() if cached else run_dir if os.path.isfile(found) else checkpoint)
   return config, os.path.abspath(out)
+
+
+def _checkpoint_dir(checkpoint: str) -> str:
+  """The checkpoint directory: ``checkpoint`` itself, or a cached model id's snapshot."""
+  if os.path.isdir(checkpoint):
+    return os.path.abspath(checkpoint)
+  from rlvr_jax.models import hub  # pylint: disable=import-outside-toplevel
+  try:
+    return hub.resolve_model_path(checkpoint)
+  except ValueError as e:
+    raise ValueError(f"--checkpoint={checkpoint!r}: {e}") from None
 
 
 def apply_overrides(cfg, *, checkpoint=None, size=None, num_samples=None, temperature=None,
@@ -82,9 +102,9 @@ def apply_overrides(cfg, *, checkpoint=None, size=None, num_samples=None, temper
   """Points the config at ``checkpoint`` and applies the evaluation flags (in place)."""
   if checkpoint:
     cfg.model.init = "hf"
-    cfg.model.path = os.path.abspath(checkpoint)
+    cfg.model.path = _checkpoint_dir(checkpoint)
     cfg.tokenizer.kind = "pretrained"  # exports carry their tokenizer (tokenizer.save)
-    cfg.tokenizer.path = os.path.abspath(checkpoint)
+    cfg.tokenizer.path = cfg.model.path
   if size is not None:
     cfg.eval.size = int(size)
   elif int(cfg.eval.size) <= 0:
@@ -330,8 +350,9 @@ def _define_flags():
           "config", None, "Optional config file (else the run's config.json).", lock_config=True),
       workdir=flags.DEFINE_string("workdir", None, "Run directory (config.json, checkpoints/)."),
       checkpoint=flags.DEFINE_string(
-          "checkpoint", None, "A Hugging Face checkpoint directory (e.g. <workdir>/export) to "
-          "evaluate instead of the run's orbax checkpoints."),
+          "checkpoint", None, "A Hugging Face checkpoint directory (e.g. <workdir>/export), or a "
+          "model id (org/name[@revision]) in the local HF cache, to evaluate instead of the run's "
+          "orbax checkpoints."),
       step=flags.DEFINE_integer("step", None, "Checkpoint step of --workdir (default: latest)."),
       warm_start=flags.DEFINE_bool("warm_start", False, "Evaluate the run's supervised warm start "
                                    "(<workdir>/sft: the policy before RL) instead of a checkpoint."),

@@ -42,7 +42,7 @@ def derive_eval_config(train_config: Any, *, size: int | None = None,
         config["seed"] = int(config.get("seed", 0)) + seed_offset
         if size is not None:
             config["size"] = int(size)
-    elif kind in ("jsonl", "parquet", "tfds"):
+    elif kind in ("jsonl", "parquet", "arrow", "tfds"):
         if kind == "tfds" and config.get("eval_split"):
             config["split"] = config["eval_split"]
         elif config.get("subset", "all") == "train":

@@ -9,8 +9,17 @@ datasets come in a few well-known layouts, which this module recognises:
   answer is the last ``\\boxed{...}`` of the solution; MATH-500-style files also carry an explicit
   ``answer`` column, which then wins.
 * plain: a question column and an answer column holding the final answer.
+* conversational (TRL's prompt-only format): ``prompt`` is a list of ``{'role', 'content'}``
+  messages ending with a user turn. The example's question is then a ``Conversation``: the text of
+  that last user turn, carrying the whole message list for the ``chat`` template (templates.py).
+* verl's RL Parquet files: ``prompt`` is such a message list and the final answer sits in
+  ``reward_model.ground_truth`` (found without an ``answer_key``); ``data_source``, ``extra_info``
+  and the other columns go to the metadata.
 
-Rows that cannot be used (not an object, missing or non-string question, no recoverable answer) are
+``question_key`` / ``answer_key`` may be dotted (``reward_model.ground_truth``) to reach into nested
+columns; a column whose own name contains the dots wins.
+
+Rows that cannot be used (not an object, missing or malformed question, no recoverable answer) are
 counted and skipped; the caller logs one summary naming the file and the offending lines, and a
 source left with no rows raises ``ValueError``.
 """
@@ -25,8 +34,11 @@ from typing import Any, Iterable, Mapping
 from absl import logging
 
 ANSWER_FORMATS = ("auto", "plain", "gsm8k", "math")
-# Question columns tried, in order, when the config does not name one (GSM8K, MATH).
-DEFAULT_QUESTION_KEYS = ("question", "problem")
+# Question columns tried, in order, when the config does not name one (GSM8K, MATH, TRL / verl).
+DEFAULT_QUESTION_KEYS = ("question", "problem", "prompt")
+# Where verl's RL Parquet files keep the gold answer; tried when no 'answer' column is present.
+VERL_ANSWER_KEY = "reward_model.ground_truth"
+_MISSING = object()
 _GSM8K_MARK = "####"
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\b")
 
@@ -90,6 +102,69 @@ class RowSpec:
                 f"answer_format={self.answer_format!r} is not one of {ANSWER_FORMATS}")
 
 
+class Conversation(str):
+    """A chat prompt: the text of its last user turn, carrying the whole message list.
+
+    Code that treats questions as text (overlap checks, question hashes, rewards, logs) sees the
+    user's question; the ``chat`` template renders ``messages`` (system and earlier turns kept), and
+    the non-chat templates accept it only when it is a single user turn (templates.py).
+    """
+
+    messages: tuple[dict, ...]
+
+    def __new__(cls, messages: Iterable[Mapping[str, Any]]):
+        messages = tuple(dict(m) for m in messages)
+        if not messages or messages[-1].get("role") != "user":
+            raise ValueError("a Conversation must end with a user message")
+        self = super().__new__(cls, messages[-1]["content"])
+        self.messages = messages
+        return self
+
+    def __reduce__(self):  # pickle / deepcopy keep the messages, not just the text
+        return (Conversation, ([dict(m) for m in self.messages],))
+
+    def __repr__(self) -> str:
+        return f"Conversation({list(self.messages)!r})"
+
+
+def lookup(row: Mapping[str, Any], key: str) -> Any:
+    """``row[key]``, or for a dotted key the nested value (``'reward_model.ground_truth'``);
+    ``_MISSING`` when absent. A column literally named ``key`` wins over the nested path."""
+    if key in row:
+        return row[key]
+    node: Any = row
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def parse_messages(value: Any, key: str) -> tuple[Conversation | None, str]:
+    """A message-list question column -> (Conversation, '') or (None, reason it is unusable)."""
+    if not value:
+        return None, f"question column {key!r} is an empty message list"
+    messages = []
+    for i, message in enumerate(value):
+        if not isinstance(message, Mapping):
+            return None, (f"question column {key!r}: message {i} is a {type(message).__name__}, "
+                          "not a {'role', 'content'} object")
+        role, content = _as_text(message.get("role")), _as_text(message.get("content"))
+        if not isinstance(role, str) or not isinstance(content, str):
+            return None, (f"question column {key!r}: message {i} needs string 'role' and "
+                          f"'content' (got {type(role).__name__}, {type(content).__name__})")
+        # Parquet structs give every message every field; the unused ones come back as None.
+        extra = {k: _plain_value(v) for k, v in message.items()
+                 if k not in ("role", "content") and v is not None}
+        messages.append({"role": role, "content": content, **extra})
+    if messages[-1]["role"] != "user":
+        return None, (f"question column {key!r}: the last message has role "
+                      f"{messages[-1]['role']!r}; a prompt must end with a user turn")
+    if not messages[-1]["content"].strip():
+        return None, f"question column {key!r}: the last user message is empty"
+    return Conversation(messages), ""
+
+
 def _as_text(value: Any) -> Any:
     # TFDS Text features arrive as bytes.
     return value.decode("utf-8") if isinstance(value, bytes) else value
@@ -106,12 +181,21 @@ def _plain_value(value: Any) -> Any:
 def _extract_answer(row: Mapping[str, Any], spec: RowSpec) -> tuple[str | None, str]:
     """(answer or None, reason it failed)."""
     # Without an explicit answer_key a null 'answer' (a MATH row in a mixed Parquet file) falls
-    # back to the solution's boxed answer.
-    answer_key = spec.answer_key or ("answer" if row.get("answer") is not None else None)
-    if answer_key is not None and answer_key in row:
-        raw = _as_text(row[answer_key])
+    # back to the solution's boxed answer; rows without 'answer' try verl's ground truth.
+    answer_key = spec.answer_key
+    if answer_key is None:
+        if row.get("answer") is not None:
+            answer_key = "answer"
+        elif lookup(row, VERL_ANSWER_KEY) is not _MISSING:
+            answer_key = VERL_ANSWER_KEY
+    raw = _MISSING if answer_key is None else lookup(row, answer_key)
+    if raw is not _MISSING:
+        raw = _as_text(raw)
         if raw is None:
             return None, f"answer column {answer_key!r} is null"
+        if isinstance(raw, (list, tuple, Mapping)):
+            return None, (f"answer column {answer_key!r} is a {type(raw).__name__}, not a string "
+                          "or number")
         raw = str(raw)
         fmt = spec.answer_format
         if fmt == "auto":
@@ -146,10 +230,14 @@ def row_to_example(row: Any, spec: RowSpec, row_id: str) -> tuple[dict | None, s
         question_key = spec.question_key
     else:
         question_key = next((k for k in DEFAULT_QUESTION_KEYS if k in row), DEFAULT_QUESTION_KEYS[0])
-    if question_key not in row:
+    question = _as_text(lookup(row, question_key))
+    if question is _MISSING:
         return None, f"missing question column {question_key!r}"
-    question = _as_text(row[question_key])
-    if not isinstance(question, str):
+    if isinstance(question, (list, tuple)):
+        question, reason = parse_messages(question, question_key)
+        if question is None:
+            return None, reason
+    elif not isinstance(question, str):
         return None, f"question column {question_key!r} is a {type(question).__name__}, not a string"
     if not question.strip():
         return None, f"empty question column {question_key!r}"

@@ -17,9 +17,11 @@ Sources are built from a config mapping (plain dict or ``ml_collections.ConfigDi
                  'sources': [{'source': 'reasoning_gym', 'name': 'chain_sum', 'size': 1000},
                              {'source': 'jsonl', 'path': '/data/gsm8k/train.jsonl'}]})
     make_source({'source': 'tfds', 'name': 'gsm8k', 'split': 'train', 'data_dir': '/data/tfds'})
+    make_source({'source': 'arrow', 'path': '/data/gsm8k_saved', 'split': 'train'})  # save_to_disk
 
-Task families: reasoning-gym (Stojanovski et al., 2025, arXiv:2505.24760) procedural tasks, GSM8K
-and MATH files (see ``rows.py`` for their answer formats), TFDS ``data_source`` datasets, and
+Task families: reasoning-gym (Stojanovski et al., 2025, arXiv:2505.24760) procedural tasks, GSM8K,
+MATH, TRL-conversational and verl files (see ``rows.py`` for their layouts) as JSONL, Parquet or
+``datasets`` save_to_disk directories (``hf_disk.py``), TFDS ``data_source`` datasets, and
 ``judge_pairs`` (scoring questions over an arithmetic source, for self-judging warm starts).
 Wrappers the trainer applies: ``SubsetSource`` (``config.data.rl_size``) and
 ``LabelledSplitSource`` (``config.data.labelled_fraction``).
@@ -38,6 +40,7 @@ import numpy as np
 from absl import logging
 
 from rlvr_jax import optional
+from rlvr_jax.data import hf_disk
 from rlvr_jax.data import rows as rows_lib
 
 
@@ -303,11 +306,11 @@ def _parquet_rows(path: str):
         yield f"row {row_no}", row
 
 
-def _file_source(kind: str, reader: Callable, path, question_key, answer_key, answer_format,
-                 holdout_fraction, subset, limit) -> ListSource:
+def _file_source(kind: str, reader: Callable, paths: Sequence[str], question_key, answer_key,
+                 answer_format, holdout_fraction, subset, limit,
+                 name: str | None = None) -> ListSource:
     spec = rows_lib.RowSpec(question_key, answer_key, answer_format)
     examples, skipped = [], {}
-    paths = _expand_paths(path, kind)
     for p in paths:
         ex, sk = rows_lib.rows_to_examples(reader(p), spec, origin=f"{kind} {p}",
                                            holdout_fraction=holdout_fraction, subset=subset)
@@ -316,7 +319,8 @@ def _file_source(kind: str, reader: Callable, path, question_key, answer_key, an
             skipped.setdefault(reason, []).extend(f"{p} {loc}" for loc in locs)
     if limit is not None:
         examples = examples[: int(limit)]
-    name = f"{kind}:{paths[0]}" + (f" (+{len(paths) - 1} files)" if len(paths) > 1 else "")
+    if name is None:
+        name = f"{kind}:{paths[0]}" + (f" (+{len(paths) - 1} files)" if len(paths) > 1 else "")
     if subset != "all":
         name += f"[{subset}]"
     return ListSource(examples, name, skipped)
@@ -326,21 +330,39 @@ def jsonl_source(*, path: str | Sequence[str], question_key: str | None = None,
                  answer_key: str | None = None, answer_format: str = "auto",
                  holdout_fraction: float = 0.0, subset: str = "all",
                  limit: int | None = None) -> ListSource:
-    """JSON-lines file(s) (glob patterns allowed), GSM8K / MATH / plain layouts (see rows.py).
+    """JSON-lines file(s) (glob patterns allowed), GSM8K / MATH / TRL / verl / plain layouts (see
+    rows.py); ``question_key`` / ``answer_key`` may be dotted to reach nested fields.
 
     ``holdout_fraction`` with ``subset`` in {'train', 'eval'} carves a held-out split by question hash.
     """
-    return _file_source("jsonl", _jsonl_rows, path, question_key, answer_key, answer_format,
-                        holdout_fraction, subset, limit)
+    return _file_source("jsonl", _jsonl_rows, _expand_paths(path, "jsonl"), question_key,
+                        answer_key, answer_format, holdout_fraction, subset, limit)
 
 
 def parquet_source(*, path: str | Sequence[str], question_key: str | None = None,
                    answer_key: str | None = None, answer_format: str = "auto",
                    holdout_fraction: float = 0.0, subset: str = "all",
                    limit: int | None = None) -> ListSource:
-    """Parquet file(s), same columns and options as ``jsonl_source``."""
-    return _file_source("parquet", _parquet_rows, path, question_key, answer_key, answer_format,
-                        holdout_fraction, subset, limit)
+    """Parquet file(s) (e.g. verl's prepared RL files), same columns and options as
+    ``jsonl_source``."""
+    return _file_source("parquet", _parquet_rows, _expand_paths(path, "parquet"), question_key,
+                        answer_key, answer_format, holdout_fraction, subset, limit)
+
+
+def arrow_source(*, path: str, split: str | None = None, question_key: str | None = None,
+                 answer_key: str | None = None, answer_format: str = "auto",
+                 holdout_fraction: float = 0.0, subset: str = "all",
+                 limit: int | None = None) -> ListSource:
+    """A ``datasets`` ``save_to_disk`` directory read with pyarrow (``hf_disk.py``): a saved
+    Dataset, or a saved DatasetDict with ``split`` naming one of its splits (needed when it has
+    several); also bare ``.arrow`` files. Row layouts and options as ``jsonl_source``."""
+    if not path or not isinstance(path, str):
+        raise ValueError(f"arrow source: path must be a save_to_disk directory or .arrow file "
+                         f"(got {path!r})")
+    files = hf_disk.arrow_files(path, split)
+    name = f"arrow:{path}" + (f"[{split}]" if split is not None else "")
+    return _file_source("arrow", hf_disk.arrow_rows, files, question_key, answer_key,
+                        answer_format, holdout_fraction, subset, limit, name=name)
 
 
 def tfds_source(*, name: str, split: str = "train", data_dir: str | None = None,
@@ -437,6 +459,7 @@ SOURCES: dict[str, Callable[..., Any]] = {
     "mixture": mixture_source,
     "jsonl": jsonl_source,
     "parquet": parquet_source,
+    "arrow": arrow_source,
     "tfds": tfds_source,
 }
 

@@ -7,8 +7,10 @@ of config.py, transformer.py, hf.py and tokenizer.py for the exact contracts.
 """
 from rlvr_jax.models.config import ModelConfig
 from rlvr_jax.models.hf import generation_defaults, load_hf, save_hf
+from rlvr_jax.models.hub import resolve_model_path
 from rlvr_jax.models.tokenizer import Tokenizer, char_level, train_bpe, train_sentencepiece
 from rlvr_jax.models.transformer import Transformer, logical_axes, positions_from_mask
 
-__all__ = ["ModelConfig", "Transformer", "logical_axes", "load_hf", "save_hf", "generation_defaults",
+__all__ = ["ModelConfig", "resolve_model_path",
+           "Transformer", "logical_axes", "load_hf", "save_hf", "generation_defaults",
            "Tokenizer", "char_level", "train_bpe", "train_sentencepiece", "positions_from_mask"]

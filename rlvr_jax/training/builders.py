@@ -17,6 +17,7 @@ from absl import logging
 from flax import nnx
 
 from rlvr_jax import models
+from rlvr_jax.models import hub
 from rlvr_jax.training.step import LossSpec, freeze
 
 
@@ -51,7 +52,8 @@ def build_tokenizer(cfg: Any, *, workdir: str, model_path: str | None,
     if not path:
       raise ValueError("config.tokenizer.kind='pretrained' needs config.tokenizer.path or "
                        "config.model.path (a directory with tokenizer.json or tokenizer.model)")
-    return models.Tokenizer.from_pretrained(path)
+    # A directory, or an org/name[@revision] id already in the local HF cache (never downloaded).
+    return models.Tokenizer.from_pretrained(hub.resolve_model_path(path))
   if os.path.isdir(cache):
     return models.Tokenizer.from_pretrained(cache)
   if kind == "char":
@@ -101,6 +103,7 @@ def build_model(cfg: Any, *, vocab_size: int, seed: int) -> tuple[nnx.Module, mo
     path = _get(cfg, "path")
     if not path:
       raise ValueError("config.model.init='hf' needs config.model.path (a local HF checkpoint dir)")
+    path = hub.resolve_model_path(path)  # a directory, or org/name in the local HF cache
     model, mc = models.load_hf(path, dtype=_get(cfg, "param_dtype", "float32"))
     if mc.vocab_size < vocab_size:
       raise ValueError(f"tokenizer has {vocab_size} ids but the checkpoint's vocab is {mc.vocab_size}")
@@ -124,6 +127,7 @@ def abstract_model(cfg: Any, *, vocab_size: int) -> tuple[nnx.Module, models.Mod
     path = _get(cfg, "path")
     if not path:
       raise ValueError("config.model.init='hf' needs config.model.path (a local HF checkpoint dir)")
+    path = hub.resolve_model_path(path)  # a directory, or org/name in the local HF cache
     from rlvr_jax.models import hf  # pylint: disable=import-outside-toplevel
     dtype = _get(cfg, "param_dtype", "float32")
     mc = models.ModelConfig.from_hf_dict(hf.read_config(path), param_dtype=dtype, dtype=dtype)

@@ -131,6 +131,12 @@ def _context_length(cfg: Any) -> tuple[int, str] | None:
     return None
   if model.get("init") == "hf":
     path = model.get("path")
+    if path and not os.path.isdir(path):  # an org/name id: its snapshot in the local HF cache
+      from rlvr_jax.models import hub  # pylint: disable=import-outside-toplevel
+      try:
+        path = hub.resolve_model_path(path)
+      except ValueError:
+        return None  # the model builder names the cache directories searched
     file = os.path.join(path, "config.json") if path else None
     if file and os.path.isfile(file):
       try:
