@@ -1,7 +1,8 @@
 """Optional dependencies: imported where they are used, with an error that names the extra.
 
 The core install (``pip install rlvr_jax``) trains, evaluates and checkpoints; plots, TensorBoard
-logs and TFDS sources need an extra (``pyproject.toml``, ``[project.optional-dependencies]``).
+logs, TFDS sources and W&B runs need an extra (``pyproject.toml``,
+``[project.optional-dependencies]``).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ EXTRAS = {
     "matplotlib": ("matplotlib", "plots"),
     "tensorboardX": ("tensorboardX", "tensorboard"),
     "tensorflow_datasets": ("tensorflow-datasets", "tfds"),
+    "wandb": ("wandb", "wandb"),
 }
 
 
