@@ -14,6 +14,13 @@ Loading builds the model abstractly (``nnx.eval_shape``: no parameter memory), t
 tensor by tensor with ``safetensors.safe_open`` and places each converted tensor on the device before
 reading the next, so host memory peaks at about one tensor, not the checkpoint. Saving writes one
 shard at a time for the same reason. Errors name the file, tensor and shapes at fault.
+
+Sharded loading (``load_hf(..., shardings=...)``) builds each parameter as a global array with
+``jax.make_array_from_callback``: every process reads, through ``get_slice``, only the HF ranges that
+its own devices hold, converts them on the host and puts them straight on those devices. No device
+ever holds more than its shard, and a process reads about its share of the checkpoint (all of it
+when every process holds a replica). Our index maps back to HF ranges because each group of our
+axes that comes from one HF axis is a row-major split of it (``_hf_range``).
 """
 from __future__ import annotations
 
@@ -166,11 +173,84 @@ def _check_names(table: dict[str, Entry], names: set[str], config: ModelConfig, 
                      f"does not use, e.g. {unexpected[:5]} (wrong config.json or unsupported variant)")
 
 
-def load_hf(path: str | os.PathLike, dtype: Any = "float32") -> tuple[Transformer, ModelConfig]:
+def _hf_range(sizes: Sequence[int], index: Sequence[slice]
+              ) -> tuple[slice, tuple[int, ...], tuple[slice, ...]]:
+  """Where a block of our axes ``sizes`` (which flatten row-major into one HF axis) lives in HF.
+
+  Returns ``(hf_slice, block_shape, rest)``: read ``hf_slice`` of the HF axis, reshape it to
+  ``block_shape`` and index it with ``rest`` to get ``index`` of our axes. The read is exact (rest
+  is all full slices) when the axes after the first one of length > 1 are whole, which is how
+  ``param_shardings`` splits them (heads, not head_dim); otherwise it covers those axes whole.
+  """
+  if any((s.step or 1) != 1 for s in index):
+    raise ValueError(f"strided index {tuple(index)} is not a shard of a parameter")
+  bounds = [s.indices(n)[:2] for s, n in zip(index, sizes)]
+  lead = next((i for i, (lo, hi) in enumerate(bounds) if hi - lo != 1), len(sizes) - 1)
+  stride = [int(np.prod(sizes[i + 1:])) for i in range(len(sizes))]
+  start = sum(lo * stride[i] for i, (lo, _) in enumerate(bounds[:lead + 1]))
+  lo, hi = bounds[lead]
+  block = (1,) * lead + (hi - lo,) + tuple(sizes[lead + 1:])
+  rest = (slice(None),) * (lead + 1) + tuple(slice(a, b) for a, b in bounds[lead + 1:])
+  return slice(start, start + (hi - lo) * stride[lead]), block, rest
+
+
+def _read_block(tensor, our_shape: tuple[int, ...], kind: str, n_in: int,
+               index: Sequence[slice]) -> np.ndarray:
+  """``to_ours(whole tensor)[index]``, reading only (about) that block from the safetensors slice
+  ``tensor`` (``safe_open(...).get_slice(name)``). On the host, in the stored dtype."""
+  index = tuple(index) + (slice(None),) * (len(our_shape) - len(index))
+  if kind == "same":
+    return tensor[index]
+  if kind == "flat":
+    rng, block, rest = _hf_range(our_shape, index)
+    return tensor[rng].reshape(block)[rest]
+  in_rng, in_block, in_rest = _hf_range(our_shape[:n_in], index[:n_in])
+  out_rng, out_block, out_rest = _hf_range(our_shape[n_in:], index[n_in:])
+  x = tensor[out_rng, in_rng]  # block of the nn.Linear [out, in] weight
+  return x.T.reshape(in_block + out_block)[in_rest + out_rest]
+
+
+def _sharded_value(f, name: str, file: pathlib.Path, our_shape: tuple[int, ...], kind: str,
+                   n_in: int, sharding: jax.sharding.Sharding, dtype: np.dtype) -> jax.Array:
+  tensor = f.get_slice(name)
+  blocks: dict[tuple, np.ndarray] = {}  # replicas of one block (e.g. over `tensor`) read it once
+
+  def block(index):
+    key = tuple(s.indices(n) for s, n in zip(index, our_shape))
+    if key not in blocks:
+      try:
+        host = _read_block(tensor, our_shape, kind, n_in, index)
+      except Exception as e:  # pylint: disable=broad-except  (SafetensorError on short data)
+        raise ValueError(f"tensor {name!r} in {file} cannot be read ({type(e).__name__}: {e}); "
+                         "the file is truncated or corrupt") from e
+      blocks[key] = np.ascontiguousarray(host.astype(dtype, copy=False))
+    return blocks[key]
+
+  return jax.make_array_from_callback(our_shape, sharding, block, dtype=dtype)
+
+
+def _sharding_at(shardings: Any, our_path: tuple[Any, ...]) -> jax.sharding.Sharding:
+  try:
+    sharding = _get(shardings, our_path)
+  except (KeyError, IndexError, TypeError) as e:
+    raise ValueError(f"shardings has no entry for parameter {our_path}; pass one sharding per "
+                     "parameter of nnx.state(model, nnx.Param)") from e
+  sharding = sharding.get_value() if isinstance(sharding, nnx.Variable) else sharding
+  if not isinstance(sharding, jax.sharding.Sharding):
+    raise ValueError(f"shardings at {our_path} is {type(sharding).__name__}, not a jax Sharding")
+  return sharding
+
+
+def load_hf(path: str | os.PathLike, dtype: Any = "float32", *, shardings: Any = None
+            ) -> tuple[Transformer, ModelConfig]:
   """Loads a HF checkpoint directory into a `Transformer` with params and compute in ``dtype``.
 
   Returns ``(model, model_config)``. Tensors are converted one at a time from their stored dtype
-  (bf16 or f32) to ``dtype`` on the device.
+  (bf16 or f32) to ``dtype``: on the default device when ``shardings`` is None; otherwise
+  ``shardings`` is a tree like ``nnx.state(model, nnx.Param)`` with one ``jax.sharding.Sharding``
+  per parameter (``parallel.mesh.param_shardings`` of the abstract model), and each process reads
+  only the blocks its devices hold, converts them on the host and places them there directly (host
+  memory then peaks at this process's blocks of one tensor; replicated blocks are read once).
   """
   path = pathlib.Path(path)
   config = ModelConfig.from_hf_dict(read_config(path), param_dtype=dtype, dtype=dtype)
@@ -191,6 +271,11 @@ def load_hf(path: str | os.PathLike, dtype: Any = "float32") -> tuple[Transforme
         got = tuple(f.get_slice(name).get_shape())
         if got != expected:
           raise ValueError(f"tensor {name!r} in {path / file} has shape {got}; the config expects {expected}")
+        if shardings is not None:
+          var.set_value(_sharded_value(f, name, path / file, tuple(var.shape), kind, n_in,
+                                       _sharding_at(shardings, our_path),
+                                       jnp.dtype(config.param_dtype)))
+          continue
         try:
           host = f.get_tensor(name)  # the only host copy of this tensor
         except Exception as e:  # pylint: disable=broad-except  (SafetensorError on short data)
@@ -221,22 +306,27 @@ def _plan_shards(sizes: list[tuple[str, int]], max_bytes: int) -> list[list[str]
 
 def save_hf(model: Transformer, model_config: ModelConfig, path: str | os.PathLike, *,
             max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, layout: str = "both",
-            generation: Mapping[str, Any] | None = None) -> None:
+            generation: Mapping[str, Any] | None = None, dtype: Any = None) -> None:
   """Writes ``config.json``, ``generation_config.json`` and safetensors weights that
   ``transformers.AutoModelForCausalLM.from_pretrained`` loads as the same model.
 
   ``generation``: entries for ``generation_config.json`` over the config's token ids, e.g. the
   source checkpoint's sampling defaults and every stop id (``generation_defaults``).
 
-  Weights are stored in ``model_config.param_dtype``. More than ``max_shard_bytes`` of weights are
-  split into ``model-0000i-of-0000n.safetensors`` shards with a ``model.safetensors.index.json``.
+  Weights are stored in ``dtype`` (e.g. "bfloat16"; None: ``model_config.param_dtype``), rounded
+  to nearest even as torch's ``.to(dtype)`` does, and config.json's ``dtype`` / ``torch_dtype`` say
+  so. ``checkpoint_dtype(source)`` gives the dtype a source checkpoint was stored in. More than
+  ``max_shard_bytes`` of weights are split into ``model-0000i-of-0000n.safetensors`` shards with a
+  ``model.safetensors.index.json``.
   """
   path = pathlib.Path(path)
+  store_dtype = jnp.dtype(model_config.param_dtype if dtype is None else dtype)
+  if not jnp.issubdtype(store_dtype, jnp.floating):
+    raise ValueError(f"save_hf dtype={dtype!r} is not a floating-point dtype (use e.g. 'bfloat16')")
   path.mkdir(parents=True, exist_ok=True)
-  hf_config = model_config.to_hf_dict(layout)
+  hf_config = model_config.replace(param_dtype=store_dtype.name).to_hf_dict(layout)
   table = hf_name_table(model_config)
   state = nnx.state(model, nnx.Param)
-  store_dtype = jnp.dtype(model_config.param_dtype)
   # Shapes the config implies, from an abstract model (no memory), to catch a config/model mismatch.
   expected_state = nnx.state(nnx.eval_shape(lambda: Transformer(model_config, rngs=nnx.Rngs(0))), nnx.Param)
   sizes = []
@@ -293,3 +383,30 @@ def generation_defaults(source: str | os.PathLike | None, eos_ids: Sequence[int]
   if stops:
     out["eos_token_id"] = stops[0] if len(stops) == 1 else stops
   return out
+
+
+# safetensors header dtype -> numpy / jnp dtype name.
+_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def checkpoint_dtype(path: str | os.PathLike) -> str:
+  """The floating dtype a HF checkpoint is stored in, e.g. "bfloat16" (the default export dtype
+  of a run that started from it): config.json's ``dtype`` (v5) or ``torch_dtype`` (v4), else the
+  dtype most of its safetensors tensors have. ValueError when neither says."""
+  path = pathlib.Path(path)
+  config = read_config(path)
+  for key in ("dtype", "torch_dtype"):
+    value = config.get(key)
+    if isinstance(value, str) and value.removeprefix("torch.") in _SAFETENSORS_DTYPES.values():
+      return value.removeprefix("torch.")
+  counts: dict[str, int] = {}
+  for file, names in checkpoint_files(path).items():
+    with open_safetensors(path / file) as f:
+      for name in names:
+        stored = _SAFETENSORS_DTYPES.get(f.get_slice(name).get_dtype())
+        if stored is not None:
+          counts[stored] = counts.get(stored, 0) + 1
+  if not counts:
+    raise ValueError(f"{path}: neither config.json (dtype / torch_dtype) nor the safetensors files "
+                     "name a floating-point dtype")
+  return max(counts, key=counts.get)

@@ -96,15 +96,22 @@ def model_config(cfg: Any, vocab_size: int) -> models.ModelConfig:
   return mc.replace(**overrides)
 
 
-def build_model(cfg: Any, *, vocab_size: int, seed: int) -> tuple[nnx.Module, models.ModelConfig]:
-  """``init='preset'``: random init of a preset; ``init='hf'``: load ``cfg.path`` (safetensors)."""
+def build_model(cfg: Any, *, vocab_size: int, seed: int, shardings: Any = None
+                ) -> tuple[nnx.Module, models.ModelConfig]:
+  """``init='preset'``: random init of a preset; ``init='hf'``: load ``cfg.path`` (safetensors).
+
+  ``shardings``: one sharding per parameter (``parallel.mesh.param_shardings`` of
+  ``abstract_model``), or None for the default device. With them the params are born sharded: a
+  checkpoint is read slice by slice onto the devices that hold each slice, a random init runs
+  under jit with these output shardings; no device ever holds the whole model.
+  """
   init = _get(cfg, "init", "preset")
   if init == "hf":
     path = _get(cfg, "path")
     if not path:
       raise ValueError("config.model.init='hf' needs config.model.path (a local HF checkpoint dir)")
     path = hub.resolve_model_path(path)  # a directory, or org/name in the local HF cache
-    model, mc = models.load_hf(path, dtype=_get(cfg, "param_dtype", "float32"))
+    model, mc = models.load_hf(path, dtype=_get(cfg, "param_dtype", "float32"), shardings=shardings)
     if mc.vocab_size < vocab_size:
       raise ValueError(f"tokenizer has {vocab_size} ids but the checkpoint's vocab is {mc.vocab_size}")
     overrides = {k: cfg[k] for k in ("dtype", "remat") if _get(cfg, k) is not None}
@@ -117,12 +124,13 @@ def build_model(cfg: Any, *, vocab_size: int, seed: int) -> tuple[nnx.Module, mo
   if init != "preset":
     raise ValueError(f"config.model.init={init!r}; choose 'preset' or 'hf'")
   mc = model_config(cfg, vocab_size)
-  return init_model(mc, seed), mc
+  return init_model(mc, seed, shardings=shardings), mc
 
 
 def abstract_model(cfg: Any, *, vocab_size: int) -> tuple[nnx.Module, models.ModelConfig]:
   """The model ``build_model`` would return, as shapes only (no weights read or initialised):
-  the restore target for a checkpoint of the run (``experiments/eval.py``)."""
+  the restore target for a checkpoint of the run (``experiments/eval.py``) and the shapes the
+  trainer derives its param shardings from before it builds the model."""
   if _get(cfg, "init", "preset") == "hf":
     path = _get(cfg, "path")
     if not path:
@@ -138,8 +146,10 @@ def abstract_model(cfg: Any, *, vocab_size: int) -> tuple[nnx.Module, models.Mod
   return nnx.eval_shape(lambda: models.Transformer(mc, rngs=nnx.Rngs(0))), mc
 
 
-def init_model(mc: models.ModelConfig, seed: int) -> nnx.Module:
+def init_model(mc: models.ModelConfig, seed: int, *, shardings: Any = None) -> nnx.Module:
   """Random init inside one jit: one compile instead of one small one per parameter shape.
+  ``shardings`` (one per parameter) become the jit's output shardings, so each device computes only
+  its own slice; the values are the same as unsharded (threefry draws are partitionable).
 
   The key is an argument, not a constant of the traced function, so no compiler pass can evaluate
   the draws at compile time (constant folding). With a constant key, the real-size step benchmark
@@ -148,8 +158,9 @@ def init_model(mc: models.ModelConfig, seed: int) -> nnx.Module:
   yet confirmed on hardware (on CPU both forms compile equally fast). Same values as ``nnx.Rngs(seed)``.
   """
   graphdef = nnx.split(nnx.eval_shape(lambda: models.Transformer(mc, rngs=nnx.Rngs(0))))[0]
-  state = jax.jit(lambda key: nnx.split(models.Transformer(mc, rngs=nnx.Rngs(key)))[1])(
-      jax.random.key(seed))
+  placement = {} if shardings is None else {"out_shardings": shardings}
+  state = jax.jit(lambda key: nnx.split(models.Transformer(mc, rngs=nnx.Rngs(key)))[1],
+                  **placement)(jax.random.key(seed))
   return nnx.merge(graphdef, state)
 
 

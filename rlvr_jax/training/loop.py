@@ -456,14 +456,18 @@ def _setup_locked(cfg: Any, workdir: str, primary: bool, say: Callable,
   if rows_skipped:
     say(f"data: {len(train_source)} examples from {train_source.name}; {rows_skipped} bad rows "
         "skipped (see the warning above)")
-  model, model_cfg = builders.build_model(cfg.model, vocab_size=tokenizer.vocab_size, seed=cfg.seed)
-  graphdef, params = nnx.split(model)
-  del model
+  # Shardings from the abstract model first, so the params are born sharded: each process reads
+  # (or draws) only the slices its devices hold, and no device ever holds the whole model.
   mesh = mesh_lib.make_mesh(dict(cfg.mesh), devices)
   rules = cfg.get("sharding_rules")
-  shardings = mesh_lib.param_shardings(params, models.logical_axes(nnx.merge(graphdef, params)),
-                                       mesh, rules)
-  params = multihost.put_tree(params, shardings)
+  abstract, _ = builders.abstract_model(cfg.model, vocab_size=tokenizer.vocab_size)
+  shardings = mesh_lib.param_shardings(nnx.split(abstract)[1], models.logical_axes(abstract), mesh,
+                                       rules)
+  del abstract
+  model, model_cfg = builders.build_model(cfg.model, vocab_size=tokenizer.vocab_size, seed=cfg.seed,
+                                          shardings=shardings)
+  graphdef, params = nnx.split(model)
+  del model
   put_batch = _put_fn(mesh, rules)
   # Rollouts and evaluation sample under the mesh with explicit shardings (data-parallel prompts).
   sampler = parallel_sampler.MeshSampler(mesh, rules, graphdef, shardings, model_cfg)
