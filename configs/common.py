@@ -12,6 +12,8 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from rlvr_jax.training import wandb_writer
+
 # The arithmetic alphabet of the char-level quickstart tokenizer: digits, operators, spacing and the
 # few letters of the prompt and answer tags.
 ARITHMETIC_ALPHABET = "0123456789+-*/=()., ?:<>\n" + "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -25,6 +27,11 @@ def base() -> ml_collections.ConfigDict:
   c.seed = 0
   c.total_steps = 100  # RL steps (one rollout batch each)
   c.export_hf = True  # write <workdir>/export with save_hf at the end
+  c.export = ml_collections.ConfigDict()
+  # Stored weight dtype of exports (float32 / bfloat16 / float16); None: the source checkpoint's
+  # (model.init="hf"), else the param dtype.
+  c.export.dtype = config_dict.placeholder(str)
+  c.export.every = 0  # > 0: also export every N steps to <workdir>/exports/step_<N>
 
   c.model = ml_collections.ConfigDict()
   c.model.init = "preset"  # "preset" (random init of a ModelConfig preset) or "hf" (local checkpoint)
@@ -171,9 +178,16 @@ def base() -> ml_collections.ConfigDict:
   # A checkpoint that fails to restore is moved to checkpoints_broken/ and the run resumes from the
   # newest intact one; False refuses instead, naming both.
   c.checkpoint.fallback = True
+  # Orbax writes the arrays in a background thread while training goes on; the run waits for the
+  # last save before it exits (and before it stops on a signal).
+  c.checkpoint.async_save = True
 
   c.log = ml_collections.ConfigDict()
   c.log.progress_bar = True  # tqdm bar on stderr (only when stderr is a terminal)
+  # Weights & Biases (rlvr_jax/training/wandb_writer.py): mode "auto" (online with credentials,
+  # else offline), "online", "offline" or "disabled"; the run id is kept in <workdir>/wandb_id so
+  # a resumed run continues the same W&B run.
+  c.log.wandb = ml_collections.ConfigDict(dict(wandb_writer.SETTINGS, mode="disabled"))
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.sharding_rules = config_dict.placeholder(tuple)  # None: rlvr_jax.parallel.rules.DEFAULT_RULES

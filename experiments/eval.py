@@ -131,6 +131,7 @@ def load_policy(cfg, *, workdir: str | None, checkpoint: str | None, step: int |
   from rlvr_jax.parallel import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
   from rlvr_jax.training import builders  # pylint: disable=import-outside-toplevel
   from rlvr_jax.training import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
+  from rlvr_jax.training import storage  # pylint: disable=import-outside-toplevel
 
   mesh = mesh_lib.make_mesh(dict(cfg.mesh))
   rules = cfg.get("sharding_rules")
@@ -148,18 +149,18 @@ def load_policy(cfg, *, workdir: str | None, checkpoint: str | None, step: int |
                               for x, s in zip(leaves, jax.tree.leaves(shardings), strict=True)])
   if warm_start:
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-    directory = os.path.join(os.path.abspath(workdir), "sft", "params")
-    if not os.path.isdir(directory):
+    directory = storage.join(storage.resolve(workdir), "sft", "params")
+    if not storage.isdir(directory):
       raise FileNotFoundError(f"no warm start under {directory} (config.sft.steps = 0, or the run "
                               "has not finished its warm start)")
     params = ocp.StandardCheckpointer().restore(directory, target)
     return nnx.merge(graphdef, params), directory, 0
-  directory = os.path.join(workdir, "checkpoints")
+  directory = storage.join(storage.resolve(workdir), "checkpoints")
   ckpt = ckpt_lib.Checkpointer(directory)
   if ckpt.latest_step() is None:
     ckpt.close()
     raise FileNotFoundError(f"no checkpoint under {directory}; evaluate an export with "
-                            f"--checkpoint {os.path.join(workdir, 'export')}")
+                            f"--checkpoint {storage.join(workdir, 'export')}")
   params, step = ckpt.restore_params(step, params=target)
   ckpt.close()
   return nnx.merge(graphdef, params), f"{directory}/{step}", step

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -28,6 +27,7 @@ from rlvr_jax import sampling
 from rlvr_jax.eval import metrics, passk
 from rlvr_jax.training import batch as batch_lib
 from rlvr_jax.training import step as step_lib
+from rlvr_jax.training import storage
 
 
 def decode_completions(tokenizer: Any, tokens: np.ndarray, lengths: np.ndarray) -> list[str]:
@@ -57,11 +57,8 @@ def score(completions: Sequence[str], examples: Sequence[Mapping], *, reward: st
 
 
 def write_samples(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
-  """One JSON object per line, written to ``path + ".tmp"`` and renamed (never half-written)."""
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    for row in rows:
-      f.write(json.dumps(row, ensure_ascii=False) + "\n")
-  os.replace(path + ".tmp", path)
+  """One JSON object per line, written whole (never half-written; ``path`` may be gs://)."""
+  storage.write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def _sample_rows(kind: str, examples: Sequence[Mapping], ids: Sequence[str],

@@ -18,6 +18,7 @@ from flax import nnx
 
 from rlvr_jax import models
 from rlvr_jax.models import hub
+from rlvr_jax.training import storage
 from rlvr_jax.training.step import LossSpec, freeze
 
 
@@ -46,7 +47,7 @@ def build_tokenizer(cfg: Any, *, workdir: str, model_path: str | None,
   kind = _get(cfg, "kind", "pretrained")
   if kind not in TOKENIZER_KINDS:
     raise ValueError(f"config.tokenizer.kind={kind!r}; choose one of {TOKENIZER_KINDS}")
-  cache = os.path.join(workdir, "tokenizer")
+  cache = storage.join(workdir, "tokenizer")  # local or gs://
   if kind == "pretrained":
     path = _get(cfg, "path") or model_path
     if not path:
@@ -54,8 +55,9 @@ def build_tokenizer(cfg: Any, *, workdir: str, model_path: str | None,
                        "config.model.path (a directory with tokenizer.json or tokenizer.model)")
     # A directory, or an org/name[@revision] id already in the local HF cache (never downloaded).
     return models.Tokenizer.from_pretrained(hub.resolve_model_path(path))
-  if os.path.isdir(cache):
-    return models.Tokenizer.from_pretrained(cache)
+  if storage.isdir(cache):
+    with storage.local_copy(cache) as local:
+      return models.Tokenizer.from_pretrained(local)
   if kind == "char":
     alphabet = _get(cfg, "alphabet")
     if not alphabet:
@@ -67,7 +69,8 @@ def build_tokenizer(cfg: Any, *, workdir: str, model_path: str | None,
   else:
     tok = models.train_sentencepiece(corpus(), int(_get(cfg, "vocab_size", 512)))
   if jax.process_index() == 0:
-    tok.save(cache)
+    with storage.staged_dir(cache) as out:
+      tok.save(out)
   logging.info("tokenizer %s: vocab %d, pad %d, eos %s", kind, tok.vocab_size, tok.pad_id, tok.eos_ids)
   return tok
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -48,6 +47,9 @@ from rlvr_jax.parallel import multihost
 from rlvr_jax.parallel import sampler as parallel_sampler
 from rlvr_jax.training import batch as batch_lib
 from rlvr_jax.training import builders, checkpoint, metrics as metrics_lib, sft
+from rlvr_jax.training import export as export_lib
+from rlvr_jax.training import provenance
+from rlvr_jax.training import storage
 from rlvr_jax.training import collect as collect_lib
 from rlvr_jax.training import step as step_lib
 from rlvr_jax.training import validate
@@ -162,7 +164,7 @@ def check_required(cfg: Any) -> None:
   if int(cfg.eval.size) > 0 and cfg.data.get("eval"):
     sections.append(("eval", cfg.data.eval, "eval_path"))
   for name, section, alias in sections:
-    if section.get("source") in ("jsonl", "parquet") and not section.get("path"):
+    if section.get("source") in ("jsonl", "parquet", "arrow") and not section.get("path"):
       # Paper configs expose the file as a short alias (config.data.path / data.eval_path).
       flag = f"data.{alias}" if alias in cfg.data else f"data.{name}.path"
       raise ValueError(f"config.data.{name}.path is not set: pass --config.{flag}=/path/to/local/"
@@ -392,8 +394,8 @@ def setup(config: Any, workdir: str, *, devices: Sequence[Any] | None = None,
   """
   cfg = config
   validate.check_config(cfg)  # ranges and cross-key rules, before the workdir is touched
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = storage.resolve(workdir)  # local: absolute; gs://...: kept as a URL
+  storage.check_access(workdir)  # credentials / client library / bucket, named now, not at step 1
   primary = multihost.is_primary()
   say = print if primary else (lambda *a, **k: None)
   lock = workdir_lib.WorkdirLock(workdir).acquire() if primary else None
@@ -437,10 +439,15 @@ def _check_and_record_config(cfg: Any, workdir: str, ckpt: checkpoint.Checkpoint
 def _setup_locked(cfg: Any, workdir: str, primary: bool, say: Callable,
                   devices: Sequence[Any] | None, allow_config_changes: bool, stop: _StopFlag
                   ) -> tuple[Env, RunState]:
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+  ckpt = checkpoint.Checkpointer(storage.join(workdir, "checkpoints"),
                                  max_to_keep=(None if cfg.checkpoint.max_to_keep is None  # keep all
-                                              else int(cfg.checkpoint.max_to_keep)))
+                                              else int(cfg.checkpoint.max_to_keep)),
+                                 async_save=bool(cfg.checkpoint.get("async_save", True)))
   _check_and_record_config(cfg, workdir, ckpt, primary, say, allow_config_changes)
+  run_info = provenance.run_info(workdir=workdir)
+  if primary:  # this launch, and every launch of the workdir (which code trained which steps)
+    storage.write_text(storage.join(workdir, "run_info.json"), json.dumps(run_info, indent=1))
+    storage.append_text(storage.join(workdir, "launches.jsonl"), json.dumps(run_info) + "\n")
   # Plug-ins first: a typo in an episode / builder / loss option fails before any work.
   parts = plugins(cfg)
   impl, needs_ref = parts["spec"].logprob_impl, parts["needs_ref"]
@@ -527,7 +534,7 @@ def _setup_locked(cfg: Any, workdir: str, primary: bool, say: Callable,
         f"would be labelled with the wrong step. Raise config.total_steps to train further, or "
         f"evaluate the checkpoint with python -m experiments.eval --workdir {workdir}")
   if primary:
-    dropped = metrics_lib.truncate_rows(os.path.join(workdir, "metrics.jsonl"), state.step)
+    dropped = metrics_lib.truncate_rows(storage.join(workdir, "metrics.jsonl"), state.step)
     if dropped:
       say(f"metrics.jsonl: dropped {dropped} row(s) after step {state.step}, written after the "
           "checkpoint this run resumes from")
@@ -543,8 +550,24 @@ def _setup_locked(cfg: Any, workdir: str, primary: bool, say: Callable,
                   if cfg.data.get("test_time") else None), **parts)
   env.eval_kwargs = dict(eval_options(cfg, tokenizer, prompt_fn), generate_fn=sampler.generate)
   env.writer = metrics_lib.MetricsWriter(workdir, total_steps=total_steps, enabled=primary,
-                                         progress_bar=bool(cfg.log.progress_bar))
+                                         progress_bar=bool(cfg.log.progress_bar),
+                                         first_extra={"run_info": run_info},
+                                         extra=_extra_writers(cfg, workdir, run_info, primary))
   return env, state
+
+
+def _extra_writers(cfg: Any, workdir: str, run_info: Mapping[str, Any], primary: bool) -> tuple:
+  """Metrics writers beside metrics.jsonl and TensorBoard: W&B when ``config.log.wandb.mode`` is
+  not "disabled" (process 0 only; the run's config and ``run_info`` go into the W&B run config)."""
+  settings = cfg.log.get("wandb")
+  if not primary or not settings or settings.get("mode", "disabled") == "disabled":
+    return ()
+  from rlvr_jax.training import wandb_writer  # pylint: disable=import-outside-toplevel
+  plain = settings.to_dict() if hasattr(settings, "to_dict") else dict(settings)
+  return (wandb_writer.WandbWriter(plain, workdir=workdir,
+                                   config=json.loads(cfg.to_json_best_effort()),
+                                   run_info=run_info, read_text=storage.read_text,
+                                   write_text=storage.write_text),)
 
 
 class CheckpointError(RuntimeError):
@@ -625,9 +648,13 @@ def update(env: Env, state: RunState, rows: dict[str, np.ndarray],
 
 
 def save(env: Env, state: RunState, step_done: int) -> None:
+  """Checkpoints ``step_done`` (orbax writes the arrays in the background when
+  ``config.checkpoint.async_save``; ``env.ckpt.wait()`` before exit) and makes the metrics written
+  so far durable (a remote metrics.jsonl is uploaded here)."""
   env.ckpt.save(step_done, params=state.params, opt_state=state.opt_state,
                 data_state=env.it.get_state(), config_json=env.cfg.to_json_best_effort(),
                 algo_state=state.algo_state)
+  env.writer.flush()
 
 
 def after_step(env: Env, state: RunState, record: RolloutRecord, stats: dict, info: dict,
@@ -669,6 +696,9 @@ def after_step(env: Env, state: RunState, record: RolloutRecord, stats: dict, in
   if ((int(cfg.checkpoint.every) and done % int(cfg.checkpoint.every) == 0 and not skipped)
       or stopping):
     save(env, state, done)
+  every = int((cfg.get("export") or {}).get("every") or 0)
+  if cfg.export_hf and every and done % every == 0 and done < total_steps and not stopping:
+    export(env, state.params, storage.join(env.workdir, "exports", f"step_{done}"))
   if stopping:
     env.ckpt.wait()
     env.writer.close()
@@ -679,7 +709,7 @@ def after_step(env: Env, state: RunState, record: RolloutRecord, stats: dict, in
 def evaluate(env: Env, state: RunState, samples_file: str | None = None) -> dict:
   """Held-out evaluation; ``samples_file`` (in the workdir, written by process 0) gets every
   completion with its prompt, extracted answer and verdict."""
-  samples_path = os.path.join(env.workdir, samples_file) if samples_file and env.primary else None
+  samples_path = storage.join(env.workdir, samples_file) if samples_file and env.primary else None
   return evaluator.evaluate(nnx.merge(env.graphdef, state.params), env.tokenizer,
                             env.eval_examples, seed=env.cfg.seed, samples_path=samples_path,
                             **env.eval_kwargs)
@@ -701,8 +731,11 @@ def run(config: Any, workdir: str, *, devices: Sequence[Any] | None = None,
     try:
       return _run(env, state, t_start, stop)
     finally:
-      if env.lock is not None:
-        env.lock.release()
+      try:
+        env.ckpt.wait()  # an async save still streaming finishes before the process exits
+      finally:
+        if env.lock is not None:
+          env.lock.release()
   except Stopped as e:
     if multihost.is_primary():
       print(str(e), flush=True)
@@ -715,18 +748,15 @@ def _run(env: Env, state: RunState, t_start: float, stop: _StopFlag) -> dict:
   cfg, workdir, say = env.cfg, env.workdir, env.say
   total_steps, start = int(cfg.total_steps), state.step
 
-  before_path = os.path.join(workdir, "eval_before.json")
+  before_path = storage.join(workdir, "eval_before.json")
   before = None
   if env.eval_examples and cfg.eval.before:
-    if os.path.exists(before_path):
-      with open(before_path) as f:
-        before = json.load(f)
+    if storage.exists(before_path):
+      before = json.loads(storage.read_text(before_path))
     else:
       before = evaluate(env, state, "eval_before_samples.jsonl")
       if env.primary:
-        with open(before_path + ".tmp", "w") as f:
-          json.dump(before, f, indent=2)
-        os.replace(before_path + ".tmp", before_path)
+        storage.write_text(before_path, json.dumps(before, indent=2))
     say("before RL: " + _eval_line(before))
     stop.check("after the evaluation before RL", "eval_before.json is saved")
 
@@ -745,10 +775,13 @@ def _run(env: Env, state: RunState, t_start: float, stop: _StopFlag) -> dict:
   if total_steps > start and env.ckpt.latest_step() != total_steps:
     save(env, state, total_steps)
   env.ckpt.wait()
-  env.writer.close()
-  stop.check("after the last RL step", "its checkpoint is saved; the evaluation after RL and the "
-             "export run when the same command is run again")
-  return finish(env, state, before, time.time() - t_start)
+  env.writer.flush()
+  try:
+    stop.check("after the last RL step", "its checkpoint is saved; the evaluation after RL and "
+               "the export run when the same command is run again")
+    return finish(env, state, before, time.time() - t_start)
+  finally:
+    env.writer.close()  # after finish: its eval summary goes to the writers (W&B) too
 
 
 def finish(env: Env, state: RunState, before: dict | None, train_time: float) -> dict:
@@ -769,23 +802,28 @@ def finish(env: Env, state: RunState, before: dict | None, train_time: float) ->
           f"{100 * after['greedy_accuracy_stderr']:.1f})")
   if env.primary:
     env.writer.write_summary("eval", summary, env.workdir)
-    jsonl = os.path.join(env.workdir, "metrics.jsonl")
-    if os.path.exists(jsonl) and os.path.getsize(jsonl):
+    jsonl = storage.join(env.workdir, "metrics.jsonl")
+    if storage.exists(jsonl) and storage.read_text(jsonl).strip():
       try:
-        metrics_lib.plot_metrics(jsonl, os.path.join(env.workdir, "metrics.png"))
+        metrics_lib.plot_metrics(jsonl, storage.join(env.workdir, "metrics.png"))
       except ImportError as e:  # matplotlib is an extra; metrics.jsonl has the same numbers
         logging.warning("no metrics.png: %s", e)
-  # Every process takes part in gathering sharded params; process 0 writes them.
-  params = state.params
-  export_params = multihost.to_host(params) if cfg.export_hf and jax.process_count() > 1 else params
-  if env.primary and cfg.export_hf:
-    export = os.path.join(env.workdir, "export")
-    source = cfg.model.get("path") if cfg.model.get("init") == "hf" else None
-    models.save_hf(nnx.merge(env.graphdef, export_params), env.model_cfg, export,
-                   generation=models.generation_defaults(source, env.tokenizer.eos_ids))
-    env.tokenizer.save(export)
-    say(f"exported policy to {export}")
+  if cfg.export_hf:
+    export(env, state.params, storage.join(env.workdir, "export"))
   return summary
+
+
+def export(env: Env, params: Any, dest: str) -> None:
+  """Writes the policy as an HF checkpoint to ``dest`` (export.py). Every process takes part in
+  gathering sharded params; process 0 writes them."""
+  cfg = env.cfg
+  host = multihost.to_host(params) if jax.process_count() > 1 else params
+  if env.primary:
+    dtype = export_lib.export_dtype(cfg, env.model_cfg)
+    source = export_lib.source_checkpoint(cfg)
+    export_lib.export_policy(nnx.merge(env.graphdef, host), env.model_cfg, env.tokenizer, dest,
+                             dtype=dtype, source=source)
+    env.say(f"exported policy to {dest} ({dtype} weights)")
 
 def eval_options(cfg: Any, tokenizer: Any, prompt_fn) -> dict:
   """Keyword arguments of ``evaluator.evaluate`` from ``config.eval`` / ``config.reward``."""

@@ -2,14 +2,18 @@
 a progress bar, and a PNG plot at the end.
 
 Only the primary process (index 0) writes; the others get a writer whose methods do nothing, so the
-loop never branches on the process index.
+loop never branches on the process index. The workdir may be local or ``gs://`` (see storage.py: on
+an object store metrics.jsonl is re-uploaded on ``flush``, and TensorBoard writes to a local
+staging directory uploaded at the same points).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Any, Mapping
 
@@ -17,6 +21,7 @@ import numpy as np
 from absl import logging
 
 from rlvr_jax import optional, sampling
+from rlvr_jax.training import storage
 
 # Keys shown on the one-line summary, in order, with their short labels and formats.
 _LINE_KEYS = (
@@ -57,25 +62,36 @@ def format_line(step: int, total: int | None, metrics: Mapping[str, Any]) -> str
 
 
 class MetricsWriter:
-  """Writes per-step metrics to stdout, ``<workdir>/metrics.jsonl`` and TensorBoard."""
+  """Writes per-step metrics to stdout, ``<workdir>/metrics.jsonl``, TensorBoard and any
+  ``extra`` writers (e.g. `WandbWriter`: ``log(step, metrics)``, ``summary(name, payload)``,
+  ``close()``)."""
 
   def __init__(self, workdir: str, *, total_steps: int | None = None, enabled: bool = True,
-               tensorboard: bool = True, progress_bar: bool = True, stream=None):
+               tensorboard: bool = True, progress_bar: bool = True, stream=None,
+               extra: tuple = (), flush_every_s: float = 60.0,
+               first_extra: Mapping[str, Any] | None = None):
     self.enabled = enabled
     self.total_steps = total_steps
     self._stream = stream or sys.stdout
-    self._jsonl = None
+    self._jsonl: storage.AppendLog | None = None
     self._tb = None
+    self._tb_stage: str | None = None  # local TensorBoard directory of a remote workdir
+    self._tb_dest = None
     self._bar = None
+    self._extra = tuple(extra) if enabled else ()
+    self._first_extra = dict(first_extra or {})  # fields of this launch's first row (run_info)
     if not enabled:
       return
-    os.makedirs(workdir, exist_ok=True)
-    self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
-    self._jsonl = open(self.jsonl_path, "a", buffering=1)
+    storage.makedirs(workdir)
+    self.jsonl_path = storage.join(workdir, "metrics.jsonl")
+    self._jsonl = storage.AppendLog(self.jsonl_path, flush_every_s=flush_every_s)
     if tensorboard:
       try:
         from tensorboardX import SummaryWriter
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._tb_dest = storage.join(workdir, "tensorboard")
+        if storage.is_remote(workdir):
+          self._tb_stage = tempfile.mkdtemp(prefix="rlvr_jax_tb_")
+        self._tb = SummaryWriter(self._tb_stage or self._tb_dest)
       except ImportError:  # optional dependency; the jsonl file has everything
         logging.warning("tensorboardX is not installed: no tensorboard/ logs (metrics.jsonl has "
                         "every value; pip install 'rlvr_jax[tensorboard]' for them)")
@@ -94,7 +110,8 @@ class MetricsWriter:
       return
     record = {"step": int(step), "time": time.time()}
     record.update({k: _to_python(v) for k, v in metrics.items()})
-    self._jsonl.write(json.dumps(record) + "\n")
+    first, self._first_extra = self._first_extra, {}
+    self._jsonl.write_line(json.dumps({**record, **first}))
     if self._tb is not None:
       for k, v in record.items():
         if k in ("step", "time"):
@@ -102,6 +119,8 @@ class MetricsWriter:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
           self._tb.add_scalar(k, v, step)
       self._tb.flush()
+    for writer in self._extra:
+      writer.log(int(step), {k: v for k, v in record.items() if k != "time"})
     line = format_line(step, self.total_steps, record)
     if self._bar is not None:
       self._bar.update(1)
@@ -109,41 +128,61 @@ class MetricsWriter:
     else:
       print(line, file=self._stream, flush=True)
 
+  def flush(self) -> None:
+    """Makes everything written so far durable in the workdir (a remote one included): called at
+    every checkpoint, so a resumed run finds the rows of the steps it resumes after."""
+    if not self.enabled:
+      return
+    if self._jsonl is not None:
+      self._jsonl.flush()
+    if self._tb is not None and self._tb_stage is not None:
+      self._tb.flush()
+      storage.copy_tree(self._tb_stage, self._tb_dest)
+
   def write_summary(self, name: str, payload: Mapping[str, Any], workdir: str) -> str:
     """Writes ``<workdir>/<name>.json`` (e.g. eval.json) and returns its path."""
-    path = os.path.join(workdir, f"{name}.json")
+    path = storage.join(workdir, f"{name}.json")
     if self.enabled:
-      with open(path + ".tmp", "w") as f:
-        json.dump({k: _to_python(v) for k, v in payload.items()}, f, indent=2)
-      os.replace(path + ".tmp", path)
+      plain = {k: _to_python(v) for k, v in payload.items()}
+      storage.write_text(path, json.dumps(plain, indent=2))
+      for writer in self._extra:
+        writer.summary(name, plain)
     return path
 
   def close(self) -> None:
     if self._bar is not None:
       self._bar.close()
+      self._bar = None
+    self.flush()
     if self._tb is not None:
       self._tb.close()
+      if self._tb_stage is not None:
+        storage.copy_tree(self._tb_stage, self._tb_dest)
+        shutil.rmtree(self._tb_stage, ignore_errors=True)
+      self._tb = None
     if self._jsonl is not None:
       self._jsonl.close()
+      self._jsonl = None
+    for writer in self._extra:
+      writer.close()
+    self._extra = ()
 
 
 def read_jsonl(path: str) -> list[dict]:
   rows = []
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if line:
-        rows.append(json.loads(line))
+  for line in storage.read_text(path).splitlines():
+    line = line.strip()
+    if line:
+      rows.append(json.loads(line))
   return rows
 
 
 def truncate_rows(jsonl_path: str, last_step: int) -> int:
   """Drops the rows of steps after ``last_step`` (written after the checkpoint a run resumes from,
   which it will write again); rewrites the file atomically; returns how many rows were dropped."""
-  if not os.path.exists(jsonl_path):
+  if not storage.exists(jsonl_path):
     return 0
-  with open(jsonl_path) as f:
-    lines = f.readlines()
+  lines = storage.read_text(jsonl_path).splitlines(keepends=True)
   keep = []
   for line in lines:
     try:
@@ -154,9 +193,7 @@ def truncate_rows(jsonl_path: str, last_step: int) -> int:
       keep.append(line if line.endswith("\n") else line + "\n")
   dropped = sum(1 for line in lines if line.strip()) - len(keep)
   if dropped:
-    with open(jsonl_path + ".tmp", "w") as f:
-      f.writelines(keep)
-    os.replace(jsonl_path + ".tmp", jsonl_path)
+    storage.write_text(jsonl_path, "".join(keep))
   return dropped
 
 
@@ -184,7 +221,8 @@ def plot_metrics(jsonl_path: str, png_path: str,
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
   fig.tight_layout()
-  fig.savefig(png_path, dpi=100)
+  with storage.staged_dir(storage.dirname(png_path)) as out:
+    fig.savefig(os.path.join(out, storage.basename(png_path)), dpi=100)
   plt.close(fig)
   return png_path
 

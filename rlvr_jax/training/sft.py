@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import time
 from typing import Any, Callable, Mapping
 
@@ -29,6 +27,7 @@ from rlvr_jax import data as data_lib
 from rlvr_jax.parallel import multihost
 from rlvr_jax.training import batch as batch_lib
 from rlvr_jax.training import builders, checkpoint as checkpoint_lib, step as step_lib
+from rlvr_jax.training import storage
 
 
 def format_target(template: str, example: Mapping[str, Any]) -> str:
@@ -164,12 +163,11 @@ def make_teacher(cfg: Any) -> Callable[[Mapping[str, Any]], str]:
 def _check_settings(path: str, settings: Mapping[str, Any] | None, directory: str) -> None:
   if settings is None:
     return
-  if not os.path.exists(path):
+  if not storage.exists(path):
     logging.warning("sft: %s has no settings.json (made by an older version); reusing it unchecked",
                     directory)
     return
-  with open(path) as f:
-    cached = json.load(f)
+  cached = json.loads(storage.read_text(path))
   differ = sorted(k for k in set(cached) | set(settings) if cached.get(k) != settings.get(k))
   if differ:
     raise ValueError(f"the cached warm start in {directory} was made with different settings "
@@ -177,10 +175,7 @@ def _check_settings(path: str, settings: Mapping[str, Any] | None, directory: st
 
 
 def _write_settings(path: str, settings: Mapping[str, Any]) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(settings, f, indent=1, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  storage.write_text(path, json.dumps(settings, indent=1, sort_keys=True))
 
 
 def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: Any, tokenizer: Any,
@@ -201,12 +196,12 @@ def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: A
   ``info["stopped"]``; the next call with the same settings continues from that step, with the
   same batches as an uninterrupted run.
   """
-  directory = os.path.abspath(os.path.join(workdir, "sft"))
+  directory = storage.join(storage.resolve(workdir), "sft")  # local or gs://
   checkpointer = ocp.StandardCheckpointer()
-  done = os.path.join(directory, "params")
-  settings_path = os.path.join(directory, "settings.json")
+  done = storage.join(directory, "params")
+  settings_path = storage.join(directory, "settings.json")
   settings = None if settings is None else json.loads(json.dumps(settings, sort_keys=True, default=str))
-  if os.path.isdir(done):
+  if storage.isdir(done):
     _check_settings(settings_path, settings, directory)
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                             params)
@@ -215,7 +210,7 @@ def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: A
     return restored, {"cached": True}
 
   steps = int(cfg.steps)
-  partial = checkpoint_lib.Checkpointer(os.path.join(directory, "partial"), max_to_keep=1)
+  partial = checkpoint_lib.Checkpointer(storage.join(directory, "partial"), max_to_keep=1)
   tx = builders.build_optimizer(cfg.optim, steps)
   opt_shardings = (None if param_shardings is None else
                    step_lib.state_shardings(params, param_shardings, tx, replicated))
@@ -279,6 +274,6 @@ def warm_start(params: nnx.State, *, graphdef: nnx.GraphDef, cfg: Any, source: A
   checkpointer.wait_until_finished()
   partial.close()
   if jax.process_index() == 0:  # the finished warm start replaces its partial state
-    shutil.rmtree(partial.directory, ignore_errors=True)
+    storage.rmtree(partial.directory)
   return params, {"cached": False, "steps": steps, "time_s": elapsed,
                   "final_loss": losses[-1] if losses else float("nan")}

@@ -108,6 +108,7 @@ RULES: dict[str, tuple[tuple[str, Callable[[Any], bool]], bool]] = {
     "train.max_nonfinite_steps": (NONNEG_INT, False),
     "checkpoint.every": (NONNEG_INT, False),  # 0: only at the end and on a signal
     "checkpoint.max_to_keep": (COUNT, True),  # None: keep every checkpoint
+    "export.every": (NONNEG_INT, True),  # 0 / None: only the final export
 }
 
 
@@ -174,6 +175,20 @@ def check_cross_keys(cfg: Any) -> None:
   if eval_t == 0 and eval_n not in (_MISSING, 0, 1):
     raise ConfigError(f"config.eval.temperature=0 makes the {eval_n} samples of "
                       "config.eval.num_samples identical: set a temperature > 0 or num_samples 1")
+  wandb = _get(cfg, "log.wandb")
+  if wandb not in (_MISSING, None):
+    from rlvr_jax.training import wandb_writer  # pylint: disable=import-outside-toplevel
+    try:
+      wandb_writer.check_settings(wandb)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+  export_dtype = _get(cfg, "export.dtype")
+  if export_dtype not in (_MISSING, None):
+    from rlvr_jax.training import export  # pylint: disable=import-outside-toplevel
+    try:
+      export.canonical_dtype(export_dtype)
+    except ValueError as e:
+      raise ConfigError(f"config.export.dtype: {e}") from None
   if _get(cfg, "rollout.temperature_schedule") == "ead":
     from rlvr_jax.episodes import context  # pylint: disable=import-outside-toplevel
     try:

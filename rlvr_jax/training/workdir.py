@@ -3,7 +3,10 @@ checkpoint it resumes.
 
 - ``WorkdirLock``: ``<workdir>/.lock`` names the holder (host, pid, start time). A second process
   is refused with that name; a lock whose process is gone (same host, pid not alive, e.g. after
-  kill -9) is taken over, and the take-over is said.
+  kill -9) is taken over, and the take-over is said. On an object store (``gs://``), where no
+  process can check another host's pids and a preempted VM comes back under a new name, the holder
+  refreshes a heartbeat in the lock every minute and a lock silent for five minutes is stale
+  (best effort: object stores have no exclusive create through fsspec).
 - ``compare_configs``: the differences between the config stored in the checkpoint and the new one.
   Changes that would not restore or that change the algorithm (model, tokenizer, loss, advantage,
   episode, optimizer, warm start) are refused; bookkeeping keys (steps, logging, checkpoint cadence, evaluation
@@ -19,16 +22,22 @@ import datetime
 import json
 import os
 import socket
+import threading
+import time
 from typing import Any, Mapping
 
+from rlvr_jax.training import storage
+
 LOCK_NAME = ".lock"
+HEARTBEAT_S = 60.0   # remote locks: how often the holder rewrites its heartbeat
+STALE_AFTER_S = 300.0  # remote locks: a heartbeat older than this is a dead holder's
 
 # Keys a resume may never change: they decide the shapes, which algorithm is trained, or the warm
 # start the checkpoint grew from.
-REFUSED = ("model.init", "model.preset", "model.overrides", "model.param_dtype", "tokenizer.",
+REFUSED = ("model.init", "model.preset", "model.path", "model.overrides", "model.param_dtype", "tokenizer.",
            "algo.loss", "algo.advantage", "algo.aux_losses", "episode.name", "optim.name", "sft.")
 # Keys a resume may change without a flag (how long, how often, what is logged / evaluated, where).
-FREE = ("total_steps", "log.", "checkpoint.", "eval.", "export_hf", "train.max_nonfinite_steps",
+FREE = ("total_steps", "log.", "checkpoint.", "eval.", "export_hf", "export.", "train.max_nonfinite_steps",
         "mesh.", "sharding_rules", "model.remat")
 
 
@@ -57,15 +66,20 @@ def _alive(pid: int) -> bool:
 class WorkdirLock:
   """An exclusive lock on a workdir, held from ``acquire`` to ``release`` (or process exit)."""
 
-  def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, LOCK_NAME)
+  def __init__(self, workdir: str, *, heartbeat_s: float = HEARTBEAT_S,
+               stale_after_s: float = STALE_AFTER_S):
+    self.path = storage.join(workdir, LOCK_NAME)
+    self.remote = storage.is_remote(workdir)
+    self.heartbeat_s, self.stale_after_s = heartbeat_s, stale_after_s
     self.held = False
     self.took_over: dict | None = None  # the stale holder replaced, if any
+    self._me: dict = {}
+    self._stop = threading.Event()
+    self._beat: threading.Thread | None = None
 
   def _holder(self) -> dict | None:
     try:
-      with open(self.path) as f:
-        return json.load(f)
+      return json.loads(storage.read_text(self.path))
     except FileNotFoundError:
       return None
     except (OSError, ValueError):
@@ -73,6 +87,8 @@ class WorkdirLock:
 
   def acquire(self) -> "WorkdirLock":
     me = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now()}
+    if self.remote:
+      return self._acquire_remote(me)
     for _ in range(3):
       try:
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -104,13 +120,47 @@ class WorkdirLock:
       return self
     raise WorkdirBusy(f"could not take the lock {self.path} (it keeps reappearing)")
 
+  def _acquire_remote(self, me: dict) -> "WorkdirLock":
+    holder = self._holder()
+    if holder:
+      mine = holder.get("host") == me["host"] and holder.get("pid") == me["pid"]
+      age = time.time() - float(holder.get("heartbeat", 0.0))
+      if not mine and age < self.stale_after_s:
+        raise WorkdirBusy(
+            f"workdir {storage.dirname(self.path)} is in use by process {holder.get('pid')} on "
+            f"host {holder.get('host')!r} (since {holder.get('started')}; its last heartbeat was "
+            f"{age:.0f}s ago). A lock without a heartbeat for {self.stale_after_s:.0f}s is taken "
+            f"over; if that run is gone and you cannot wait, delete {self.path}")
+      if not mine:
+        self.took_over = holder
+    self._me = dict(me, heartbeat=time.time())
+    storage.write_text(self.path, json.dumps(self._me))
+    check = self._holder() or {}
+    if (check.get("host"), check.get("pid")) != (me["host"], me["pid"]):
+      raise WorkdirBusy(f"another process took the lock {self.path} at the same time: {check}")
+    self.held = True
+    self._stop.clear()
+    self._beat = threading.Thread(target=self._heartbeat, name="rlvr_jax-lock", daemon=True)
+    self._beat.start()
+    return self
+
+  def _heartbeat(self) -> None:
+    while not self._stop.wait(self.heartbeat_s):
+      try:
+        storage.write_text(self.path, json.dumps(dict(self._me, heartbeat=time.time())))
+      except Exception:  # pylint: disable=broad-except  (a transient store error: retry next beat)
+        pass
+
   def release(self) -> None:
     if not self.held:
       return
+    self._stop.set()
+    if self._beat is not None:
+      self._beat.join(timeout=10)
     holder = self._holder()
-    if holder and holder.get("pid") == os.getpid():
+    if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
       try:
-        os.remove(self.path)
+        storage.remove(self.path)
       except FileNotFoundError:
         pass
     self.held = False
@@ -183,23 +233,20 @@ def record_config(workdir: str, config_json: str, *, step: int,
                   diff: Mapping[str, Mapping[str, tuple]] | None = None) -> str | None:
   """Writes config.json; a different earlier one moves to config.<n>.json (returned). Changes
   accepted on resume are appended to config_changes.jsonl."""
-  path = os.path.join(workdir, "config.json")
+  path = storage.join(workdir, "config.json")
   moved = None
-  if os.path.exists(path):
-    with open(path) as f:
-      previous = f.read()
+  if storage.exists(path):
+    previous = storage.read_text(path)
     if previous.strip() != config_json.strip():
       n = 1
-      while os.path.exists(os.path.join(workdir, f"config.{n}.json")):
+      while storage.exists(storage.join(workdir, f"config.{n}.json")):
         n += 1
-      moved = os.path.join(workdir, f"config.{n}.json")
-      os.replace(path, moved)
-  with open(path + ".tmp", "w") as f:
-    f.write(config_json)
-  os.replace(path + ".tmp", path)
+      moved = storage.join(workdir, f"config.{n}.json")
+      storage.replace(path, moved)
+  storage.write_text(path, config_json)
   if diff and (diff.get("flagged") or diff.get("free")):
-    with open(os.path.join(workdir, "config_changes.jsonl"), "a") as f:
-      f.write(json.dumps({"time": _now(), "resumed_at_step": int(step),
-                          "changes": {k: list(v) for part in ("flagged", "free")
-                                      for k, v in diff.get(part, {}).items()}}) + "\n")
+    storage.append_text(storage.join(workdir, "config_changes.jsonl"), json.dumps(
+        {"time": _now(), "resumed_at_step": int(step),
+         "changes": {k: list(v) for part in ("flagged", "free")
+                     for k, v in diff.get(part, {}).items()}}) + "\n")
   return moved

@@ -26,7 +26,7 @@ BAD = {
     "sft.micro_batch_size": -1, "sft.log_every": 0, "sft.optim.lr": 0.0, "eval.size": -1,
     "eval.num_samples": -1, "eval.temperature": -0.5, "eval.top_p": 1.5, "eval.batch_size": 0,
     "eval.every": -1, "eval.every_size": 0, "train.max_nonfinite_steps": -1,
-    "checkpoint.every": -1, "checkpoint.max_to_keep": 0,
+    "checkpoint.every": -1, "checkpoint.max_to_keep": 0, "export.every": -1,
 }
 
 
@@ -154,3 +154,12 @@ def test_ead_schedule_options_are_checked_up_front():
     validate.check_config(cfg)
   cfg.rollout.schedule_options = {"decay0": 4.0}
   validate.check_config(cfg)
+
+
+def test_export_dtype_is_checked():
+  cfg = common.base()
+  cfg.export.dtype = "bf16"
+  validate.check_config(cfg)  # an alias of bfloat16
+  cfg.export.dtype = "int8"
+  with pytest.raises(validate.ConfigError, match=r"config.export.dtype: .*'int8'"):
+    validate.check_config(cfg)

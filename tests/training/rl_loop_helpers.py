@@ -76,9 +76,9 @@ def read_metrics(workdir: str | os.PathLike) -> list[dict]:
 
 
 def deterministic(row: dict) -> dict:
-  """A metrics row without its wall-clock columns."""
+  """A metrics row without its wall-clock columns and the launch's provenance (``run_info``)."""
   return {k: v for k, v in row.items()
-          if k != "time" and not k.startswith("time_") and k != "tokens_per_s"}
+          if k not in ("time", "run_info") and not k.startswith("time_") and k != "tokens_per_s"}
 
 
 def assert_finite_row(row: dict) -> None:

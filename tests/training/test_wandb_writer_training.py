@@ -290,3 +290,28 @@ def test_mode_auto(tmp_path):
 def test_online_without_credentials_is_refused(offline_env, tmp_path):
   with pytest.raises(RuntimeError, match=r"no W&B credentials.*wandb login"):
     WandbWriter({"mode": "online"}, workdir=str(tmp_path))
+
+
+def test_trainer_logs_to_wandb_offline(offline_env, tmp_path):
+  """configs/...:cpu with config.log.wandb.mode="offline": the W&B run holds every metrics.jsonl
+  row (by the trainer's step), the run config and run_info, and the eval summary."""
+  from rlvr_jax.training import loop  # pylint: disable=import-outside-toplevel
+  from tests.training import rl_loop_helpers as helpers  # pylint: disable=import-outside-toplevel
+  cfg = helpers.get_config("quickstart", "cpu")
+  cfg.total_steps, cfg.eval.size, cfg.export_hf = 2, 4, False
+  cfg.log.wandb.mode = "offline"
+  cfg.log.wandb.project = "trainer-test"
+  cfg.log.wandb.settings = _TEST_SETTINGS
+  workdir = tmp_path / "run"
+  loop.run(cfg, str(workdir))
+  (sync_dir,) = glob.glob(str(workdir / "wandb" / "offline-run-*"))
+  run = _read_run(sync_dir)
+  rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+  history = [h for h in run["history"] if "reward_mean" in h]
+  assert [h["step"] for h in history] == [r["step"] for r in rows] == [1, 2]
+  assert [h["reward_mean"] for h in history] == pytest.approx([r["reward_mean"] for r in rows])
+  assert run["config"]["algo.loss"] == cfg.algo.loss
+  assert run["config"]["run_info.devices.device_count"] >= 1
+  assert any("eval" in k for k in run["summary"]), sorted(run["summary"])
+  assert (workdir / "wandb_id").read_text().strip() == run["run"].run_id
+  assert not offline_env  # no connection attempted
