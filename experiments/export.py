@@ -17,11 +17,6 @@ import json
 
 from absl import app, flags
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "the run directory (local or gs://)")
-_STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
-_OUT = flags.DEFINE_string("out", None, "destination (default <workdir>/exports/step_<N>)")
-_DTYPE = flags.DEFINE_string("dtype", None, "stored weight dtype: float32 / bfloat16 / float16")
-_WARM = flags.DEFINE_bool("warm_start", False, "export <workdir>/sft (the warm start) instead")
 
 
 def _no_corpus():
@@ -57,13 +52,27 @@ def export(workdir: str, *, step: int | None = None, out: str | None = None,
   return {"out": out, "step": step, "dtype": dtype, "files": files}
 
 
-def main(argv):
-  del argv
-  if not _WORKDIR.value:
+def _define_flags() -> dict:
+  """The CLI flags, defined only when run as a program (other entry points that import this
+  module in the same process define their own --workdir / --step)."""
+  return dict(
+      workdir=flags.DEFINE_string("workdir", None, "the run directory (local or gs://)"),
+      step=flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)"),
+      out=flags.DEFINE_string("out", None, "destination (default <workdir>/exports/step_<N>)"),
+      dtype=flags.DEFINE_string("dtype", None, "stored weight dtype: float32 / bfloat16 / float16"),
+      warm_start=flags.DEFINE_bool("warm_start", False, "export <workdir>/sft (the warm start)"),
+  )
+
+
+def main(argv, given: dict) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not given["workdir"].value:
     raise app.UsageError("--workdir is required")
-  export(_WORKDIR.value, step=_STEP.value, out=_OUT.value, dtype=_DTYPE.value,
-         warm_start=_WARM.value)
+  export(given["workdir"].value, step=given["step"].value, out=given["out"].value,
+         dtype=given["dtype"].value, warm_start=given["warm_start"].value)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _FLAGS = _define_flags()
+  app.run(lambda argv: main(argv, _FLAGS))

@@ -81,3 +81,18 @@ def test_bad_input(run_dir, tmp_path):
     export_cli.export(workdir, dtype="int8")
   with pytest.raises(FileNotFoundError, match="no run config"):
     export_cli.export(str(tmp_path))
+
+
+def test_command_line(run_dir, tmp_path):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  workdir, _ = run_dir
+  out = tmp_path / "cli"
+  done = subprocess.run([sys.executable, "-m", "experiments.export", f"--workdir={workdir}",
+                         "--step=2", "--dtype=float16", f"--out={out}"], cwd=helpers.REPO,
+                        capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, PYTHONPATH=str(helpers.REPO), JAX_PLATFORMS="cpu"))
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "float16 weights" in done.stdout
+  with safe_open(os.path.join(out, "model.safetensors"), "np") as f:
+    assert str(f.get_slice("model.embed_tokens.weight").get_dtype()) == "F16"
