@@ -459,6 +459,7 @@ def _setup_locked(cfg: Any, workdir: str, primary: bool, say: Callable,
   train_source, eval_examples, tokenizer, _, prompt_fn = build_inputs(cfg, workdir)
   if primary:
     multihost.barrier("rlvr_jax:tokenizer")
+  _check_vocabulary(ckpt, tokenizer.vocab_size)
   rows_skipped = int(getattr(train_source, "num_skipped", 0))
   if rows_skipped:
     say(f"data: {len(train_source)} examples from {train_source.name}; {rows_skipped} bad rows "
@@ -554,6 +555,23 @@ def _setup_locked(cfg: Any, workdir: str, primary: bool, say: Callable,
                                          first_extra={"run_info": run_info},
                                          extra=_extra_writers(cfg, workdir, run_info, primary))
   return env, state
+
+
+def _check_vocabulary(ckpt: checkpoint.Checkpointer, vocab_size: int) -> None:
+  """A resume whose tokenizer has another vocabulary than the checkpoint's is refused, naming
+  both sizes (the config check cannot see it when the tokenizer files changed under the same
+  path)."""
+  for s in sorted(ckpt.all_steps(), reverse=True):
+    try:
+      saved = ckpt.read_meta(s).get("extra", {}).get("vocab_size")
+    except Exception:  # pylint: disable=broad-except  (a broken step: restore() reports it)
+      continue
+    if saved is not None and int(saved) != int(vocab_size):
+      raise workdir_lib.ConfigChangeError(
+          f"the tokenizer of this run has a vocabulary of {vocab_size} tokens; the checkpoint at "
+          f"step {s} in {ckpt.directory} was trained with {saved}. Use a new --workdir, or the "
+          "tokenizer the checkpoint was trained with")
+    return
 
 
 def _extra_writers(cfg: Any, workdir: str, run_info: Mapping[str, Any], primary: bool) -> tuple:
@@ -653,7 +671,8 @@ def save(env: Env, state: RunState, step_done: int) -> None:
   so far durable (a remote metrics.jsonl is uploaded here)."""
   env.ckpt.save(step_done, params=state.params, opt_state=state.opt_state,
                 data_state=env.it.get_state(), config_json=env.cfg.to_json_best_effort(),
-                algo_state=state.algo_state)
+                algo_state=state.algo_state,
+                extra={"vocab_size": int(env.tokenizer.vocab_size)})
   env.writer.flush()
 
 

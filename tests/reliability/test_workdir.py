@@ -140,3 +140,12 @@ def test_truncate_rows_drops_steps_after_the_checkpoint_and_a_cut_line(tmp_path)
   assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
   assert metrics_lib.truncate_rows(str(path), 2) == 0
   assert metrics_lib.truncate_rows(str(tmp_path / "none.jsonl"), 2) == 0
+
+
+def test_resume_refuses_another_model_path():
+  saved = _changed()
+  saved["model"]["path"] = "/models/a"
+  new = _changed()
+  new["model"]["path"] = "/models/b"
+  with pytest.raises(workdir_lib.ConfigChangeError, match=r"model.path: '/models/a' -> '/models/b'"):
+    workdir_lib.check_resume(saved, new, step=20, checkpoint_dir="/ck", allow_changes=True)

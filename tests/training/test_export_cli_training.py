@@ -96,3 +96,22 @@ def test_command_line(run_dir, tmp_path):
   assert "float16 weights" in done.stdout
   with safe_open(os.path.join(out, "model.safetensors"), "np") as f:
     assert str(f.get_slice("model.embed_tokens.weight").get_dtype()) == "F16"
+
+
+def test_resume_with_another_vocabulary_is_refused(run_dir, tmp_path):
+  """Same config, but the workdir's cached tokenizer replaced by one with a larger alphabet: the
+  resume stops naming both vocabulary sizes instead of failing inside orbax."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  from rlvr_jax.training import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  workdir, cfg = run_dir
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)
+  old = models.Tokenizer.from_pretrained(os.path.join(workdir, "tokenizer"))
+  shutil.rmtree(copy / "tokenizer")
+  bigger = models.char_level(cfg.tokenizer.alphabet + "#@$%&")
+  bigger.save(str(copy / "tokenizer"))
+  cfg = cfg.copy_and_resolve_references()
+  cfg.total_steps = 3
+  with pytest.raises(workdir_lib.ConfigChangeError,
+                     match=rf"vocabulary of {bigger.vocab_size} tokens.*trained with {old.vocab_size}"):
+    loop.run(cfg, str(copy))
