@@ -135,14 +135,13 @@ def load_policy(cfg, *, workdir: str | None, checkpoint: str | None, step: int |
 
   mesh = mesh_lib.make_mesh(dict(cfg.mesh))
   rules = cfg.get("sharding_rules")
-  if checkpoint:
-    model, _ = builders.build_model(cfg.model, vocab_size=vocab_size, seed=int(cfg.seed))
-    graphdef, params = nnx.split(model)
-    shardings = mesh_lib.param_shardings(params, models.logical_axes(model), mesh, rules)
-    return nnx.merge(graphdef, jax.device_put(params, shardings)), checkpoint, None
   abstract, _ = builders.abstract_model(cfg.model, vocab_size=vocab_size)
   graphdef, state = nnx.split(abstract)
   shardings = mesh_lib.param_shardings(state, models.logical_axes(abstract), mesh, rules)
+  if checkpoint:  # read straight into the shardings: no device holds the whole model
+    model, _ = builders.build_model(cfg.model, vocab_size=vocab_size, seed=int(cfg.seed),
+                                    shardings=shardings)
+    return model, checkpoint, None
   # shardings has one NamedSharding per nnx.Variable, in the order of the state's leaves.
   leaves, treedef = jax.tree.flatten(state)
   target = treedef.unflatten([jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s)
