@@ -59,15 +59,16 @@ DEFAULT_SIZE = 200
 
 def _read_config(path: str):
   import ml_collections  # pylint: disable=import-outside-toplevel
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  from rlvr_jax.training import storage  # pylint: disable=import-outside-toplevel
+  return ml_collections.ConfigDict(json.loads(storage.read_text(path)))
 
 
 def resolve(workdir: str | None, checkpoint: str | None, config=None):
   """(config, output directory) for the given flags; raises ValueError naming what is missing."""
   if not workdir and not checkpoint:
     raise ValueError("pass --workdir (a run directory) or --checkpoint (an HF checkpoint dir)")
-  if workdir and not os.path.isdir(workdir):
+  from rlvr_jax.training import storage  # pylint: disable=import-outside-toplevel
+  if workdir and not storage.isdir(workdir):  # local or gs://
     raise ValueError(f"--workdir={workdir!r} is not a directory")
   # --checkpoint may name a model id (org/name[@revision]) already in the local HF cache.
   cached = bool(checkpoint) and not os.path.isdir(checkpoint)
@@ -77,13 +78,13 @@ def resolve(workdir: str | None, checkpoint: str | None, config=None):
       raise ValueError(f"--checkpoint={checkpoint!r} is a model in the local Hugging Face cache, "
                        "with no run config beside it: pass --config configs/<name>.py[:arg]")
   run_dir = workdir or (None if cached else os.path.dirname(os.path.abspath(checkpoint)))
-  found = os.path.join(run_dir, "config.json") if run_dir else ""  # <run>/export -> <run>
+  found = storage.join(run_dir, "config.json") if run_dir else ""  # <run>/export -> <run>
   if config is None:
-    if not os.path.isfile(found):
+    if not (found and storage.isfile(found)):
       raise ValueError(f"no run config at {found}; pass --config configs/<name>.py[:arg]")
     config = _read_config(found)
-  out = workdir or (os.getcwd() if cached else run_dir if os.path.isfile(found) else checkpoint)
-  return config, os.path.abspath(out)
+  out = workdir or (os.getcwd() if cached else run_dir if storage.isfile(found) else checkpoint)
+  return config, storage.resolve(out)
 
 
 def _checkpoint_dir(checkpoint: str) -> str:
@@ -174,6 +175,7 @@ def evaluate(cfg, *, workdir: str | None = None, checkpoint: str | None = None,
   problems are checked before the policy is loaded."""
   from rlvr_jax.eval import evaluator  # pylint: disable=import-outside-toplevel
   from rlvr_jax.training import loop  # pylint: disable=import-outside-toplevel
+  from rlvr_jax.training import storage  # pylint: disable=import-outside-toplevel
 
   t0 = time.time()
   base_record = load_record(base) if base else None
@@ -188,19 +190,18 @@ def evaluate(cfg, *, workdir: str | None = None, checkpoint: str | None = None,
                                     vocab_size=tokenizer.vocab_size, warm_start=warm_start)
   tag = tag or ("warm_start" if warm_start else None)
   tag = tag or (f"step{step}" if step is not None else os.path.basename(os.path.normpath(source)))
-  os.makedirs(out_dir, exist_ok=True)
-  samples_path = os.path.join(out_dir, f"eval_{tag}_samples.jsonl")
+  storage.makedirs(out_dir)
+  samples_path = storage.join(out_dir, f"eval_{tag}_samples.jsonl")
   result = evaluator.evaluate(model, tokenizer, examples, seed=int(cfg.seed), entropy=entropy,
                               samples_path=samples_path,
                               **loop.eval_options(cfg, tokenizer, prompt_fn))
   record = {"tag": tag, "checkpoint": source, "step": step, "num_problems": len(examples),
             "num_samples": int(cfg.eval.num_samples), "temperature": float(cfg.eval.temperature),
             "top_p": float(cfg.eval.top_p), "max_new_tokens": int(cfg.rollout.max_new_tokens),
-            "time_s": time.time() - t0, "samples": os.path.basename(samples_path), **result}
+            "time_s": time.time() - t0, "samples": storage.basename(samples_path), **result}
   if base_record is not None:
     record["vs_base"] = vs_base(base_record, record, base)
-  os.makedirs(out_dir, exist_ok=True)
-  path = os.path.join(out_dir, f"eval_{tag}.json")
+  path = storage.join(out_dir, f"eval_{tag}.json")
   write_record(record, path)
   record["path"] = path
   return record
@@ -212,10 +213,10 @@ def evaluate(cfg, *, workdir: str | None = None, checkpoint: str | None = None,
 
 def load_record(path: str) -> dict:
   """An eval json written by this script, or the trainer's ``eval_before.json``."""
-  if not os.path.isfile(path):
+  from rlvr_jax.training import storage  # pylint: disable=import-outside-toplevel
+  if not storage.isfile(path):
     raise ValueError(f"no eval json at {path!r}")
-  with open(path) as f:
-    record = json.load(f)
+  record = json.loads(storage.read_text(path))
   if not isinstance(record, dict) or not any(k.startswith(("pass@", "greedy_")) for k in record):
     raise ValueError(f"{path} is not an eval json (no pass@k or greedy_accuracy entry; a run's "
                      "eval.json nests them under 'after': use eval_before.json / eval_<tag>.json)")
@@ -241,10 +242,9 @@ def _nested(value) -> bool:
 
 
 def write_record(record: dict, path: str) -> None:
-  """Writes ``record`` to ``path`` atomically (``_to_json`` layout)."""
-  with open(path + ".tmp", "w") as f:
-    f.write(_to_json({k: v for k, v in record.items() if k != "path"}) + "\n")
-  os.replace(path + ".tmp", path)
+  """Writes ``record`` to ``path`` whole (``_to_json`` layout; local or gs://)."""
+  from rlvr_jax.training import storage  # pylint: disable=import-outside-toplevel
+  storage.write_text(path, _to_json({k: v for k, v in record.items() if k != "path"}) + "\n")
 
 
 def vs_base(base: dict, record: dict, base_path: str) -> dict:

@@ -157,3 +157,18 @@ def test_run_and_resume_in_a_bucket(gcs, tmp_path, monkeypatch):
   assert len((run / "launches.jsonl").read_text().splitlines()) == 2
   assert "config.1.json" in os.listdir(run)  # the first launch's config is kept
   assert sorted(os.listdir(run / "checkpoints"))[-1] == "3"
+
+  # The entry points that read a finished run read it from the bucket too.
+  from experiments import eval as eval_lib  # pylint: disable=import-outside-toplevel
+  from experiments import export as export_cli  # pylint: disable=import-outside-toplevel
+  cfg, out = eval_lib.resolve("gs://bucket/run", None)
+  assert out == "gs://bucket/run"
+  eval_lib.apply_overrides(cfg, size=4, num_samples=2)
+  record = eval_lib.evaluate(cfg, workdir="gs://bucket/run", step=3, out_dir=out)
+  assert record["path"] == "gs://bucket/run/eval_step3.json"
+  assert {"eval_step3.json", "eval_step3_samples.jsonl"} <= set(os.listdir(run))
+  assert eval_lib.load_record("gs://bucket/run/eval_step3.json")["step"] == 3
+  done = export_cli.export("gs://bucket/run", step=3, dtype="bf16")
+  assert done["out"] == "gs://bucket/run/exports/step_3"
+  assert "model.safetensors" in os.listdir(run / "exports" / "step_3")
+  assert not os.listdir(cwd)
