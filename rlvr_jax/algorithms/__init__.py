@@ -29,7 +29,8 @@ Contracts used by the trainer
 KL: ``KL_ESTIMATORS`` (k1, k2, k3, k3+ and verl aliases), ``kl_estimate``; KL subtracted from the
 reward: ``kl_in_reward`` (per-token rewards [N, T]) and ``sequence_reward_minus_kl`` ([N]); the
 forward direction (DPH-RL) on rehearsal samples of the initial policy: ``FORWARD_DIVERGENCES``,
-``forward_kl_loss``.
+``forward_kl_loss``; RAPO's forward KL to a reward-tilted reference on the policy's own samples:
+``reward_tilt``, ``rapo_forward_kl`` (aux loss ``rapo_forward_kl``).
 
 Trainer-facing forms (``estimate``): an estimator registered in row form,
 ``fn(rewards [N], *, group_ids [N], <side inputs it names>, **options)``, sees a rollout record's
@@ -76,7 +77,9 @@ from rlvr_jax.algorithms.kl import (
     forward_divergence,
     kl_estimate,
     kl_in_reward,
+    rapo_forward_kl,
     register_forward_divergence,
+    reward_tilt,
     register_kl_estimator,
     sequence_reward_minus_kl,
 )
@@ -131,6 +134,7 @@ __all__ = [
     "kl_estimate",
     "kl_in_reward",
     "policy_loss",
+    "rapo_forward_kl",
     "reduce_metrics",
     "register_advantage",
     "register_aggregation",
@@ -139,6 +143,7 @@ __all__ = [
     "register_policy_loss",
     "register_token_advantage",
     "returns_to_go",
+    "reward_tilt",
     "self_certainty_from_logits",
     "self_certainty_from_logp",
     "sequence_reward_minus_kl",

@@ -21,6 +21,10 @@ u = pi_theta / pi_0 on those samples:
           D_f(pi_theta || pi_0) = E_{pi_0}[f(u)]  (docs/papers.md 2.4, marked [recall];
           per-token ratios stand in for sequence ratios, a deviation shared by every token-level
           estimator here)
+
+RAPO (configs/rapo.py, [inferred from abstract]) estimates the forward KL to a reward-tilted
+reference on the *policy's* samples with truncated importance weights: ``reward_tilt`` and
+``rapo_forward_kl`` (the estimator, its expectation and gradient are derived there).
 """
 from __future__ import annotations
 
@@ -176,3 +180,73 @@ def sequence_reward_minus_kl(
       scores, logp, ref_logp, mask, kl_coef=kl_coef, kl_estimator=kl_estimator
   )
   return jnp.sum(token_rewards, axis=-1)
+
+
+# ------------------------------------------------------------------------------------------------
+# RAPO ("Unlocking Reasoning Capabilities in LLMs via Reinforcement Learning Exploration", Oct
+# 2025; only the abstract was available: the forward KL replaces the reverse KL, and the reference
+# is reweighted toward rewarded samples. Every formula below is [inferred from abstract]; see
+# configs/rapo.py for the reproduction card.)
+
+
+def reward_tilt(advantages: Float[Array, "N T"], *, strength: float = 1.0) -> Float[Array, "N T"]:
+  r"""Reward tilt of the reference, g = max(0, 1 + strength * A), from the rows' advantages.
+
+  The reweighted reference is pi_ref'(y | x) = pi_ref(y | x) g(y) / Z(x). The loss only sees the
+  advantages, not the rewards, so g is written in them: with a group-centred estimator (``grpo``,
+  ``dr_grpo``, ``rloo``: the advantages of each group sum to zero) the group mean of g is exactly
+  1 while no weight is clipped at 0, so g is already self-normalised within the group (Z estimated
+  on the group's own samples, as a self-normalised importance weight would). Correct responses of
+  a mixed group get more reference mass, wrong ones less; a group with equal rewards (all right or
+  all wrong: A = 0) keeps g = 1, the plain forward KL to pi_ref. With ``dr_grpo`` advantages and
+  rewards in [0, 1], strength <= 1 never clips; with GRPO's std-scaled ones, a wrong response of a
+  mostly solved group (A < -1 / strength) gets weight 0 and the group's mean exceeds 1.
+  """
+  return jnp.maximum(1.0 + strength * advantages, 0.0)
+
+
+def rapo_forward_kl(
+    logp: Float[Array, "N T"],
+    old_logp: Float[Array, "N T"],
+    ref_logp: Float[Array, "N T"],
+    tilt: Float[Array, "N T"],
+    *,
+    cap: float = 10.0,
+) -> tuple[Float[Array, "N T"], Float[Array, "N T"], Float[Array, "N T"]]:
+  r"""Per-token forward KL to the tilted reference, D(g pi_ref || pi_theta), on the policy's own
+  samples. Returns (value, weight a, truncated indicator), all [N, T].
+
+  The tokens were sampled from pi_old. With the stop-gradient weight
+  a = g * min(pi_ref / pi_old, cap) and rho = pi_theta / pi_old (log-ratios clamped to +-20):
+
+      f = a log a - a log rho - a + rho        (>= 0 for every sample: x log(x / y) - x + y >= 0)
+
+  Value. Without truncation, at one state s (g a constant of the response),
+      E_{y ~ pi_old}[f] = sum_y [g pi_ref log(g pi_ref / pi_theta) - g pi_ref + pi_theta]
+                        = g KL(pi_ref || pi_theta) + g log g - g + 1,
+  the generalised KL of the measure g pi_ref to pi_theta, and exactly KL(pi_ref' || pi_theta)
+  whenever g pi_ref is normalised (g = 1, or g / Z at the sequence level). It holds at any theta,
+  not only at theta = theta_old.
+  Gradient. a is a constant and d rho = rho d log pi_theta, so
+      d f = (rho - a) d log pi_theta(y),
+      E_{pi_old}[d f] = sum_y pi_theta d log pi_theta - g sum_y pi_ref d log pi_theta
+                      = 0 - g E_{pi_ref}[d log pi_theta] = g d KL(pi_ref || pi_theta):
+  the forward-KL gradient (mass-covering: it raises the policy's probability of whatever the
+  reference likes more than it does), scaled by the response's reward tilt g.
+  Deviations. (1) Truncation at ``cap`` (for stability, like truncated importance sampling)
+  biases the gradient down on tokens whose reference probability far exceeds the sampler's.
+  (2) Per-token ratios stand in for the sequence ratio pi_ref'(y) / pi_old(y) (whose variance
+  grows with the length), with the sequence's tilt g on every token, as every token-level
+  estimator in this file does. (3) On-policy (pi_old = pi_theta, rho = 1) with g = 1 and no
+  truncation, d f = (1 - pi_ref / pi_theta) d log pi_theta is the same per-sample gradient as the
+  reverse estimator k3 in the loss (``kl_k3``): GRPO's k3 term already follows the forward-KL
+  gradient in expectation; a reverse-KL gradient needs k2 (or k1 in the reward).
+  """
+  log_w = jnp.clip(jax.lax.stop_gradient(ref_logp - old_logp), -20.0, 20.0)
+  truncated = (log_w > jnp.log(cap)).astype(jnp.float32)
+  a = jax.lax.stop_gradient(tilt * jnp.exp(jnp.minimum(log_w, jnp.log(cap))))  # [N, T]
+  log_rho = jnp.clip(logp - jax.lax.stop_gradient(old_logp), -20.0, 20.0)
+  rho = jnp.exp(log_rho)
+  a_log_a = jnp.where(a > 0, a * jnp.log(jnp.maximum(a, 1e-30)), 0.0)  # 0 log 0 = 0
+  value = a_log_a - a * log_rho - a + rho
+  return value, a, truncated

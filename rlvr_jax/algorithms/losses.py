@@ -24,7 +24,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from rlvr_jax.algorithms.aggregation import aggregate, global_normalizers
-from rlvr_jax.algorithms.kl import forward_divergence, kl_estimate, kl_k3
+from rlvr_jax.algorithms.kl import (forward_divergence, kl_estimate, kl_k3, rapo_forward_kl,
+                                   reward_tilt)
 
 LossFn = Callable[..., tuple[Float[Array, "N T"], dict[str, Float[Array, "N T"]]]]
 
@@ -794,6 +795,45 @@ def aux_forward_kl(logp, mask, batch, *, global_tokens, global_seqs, divergence:
 
 
 aux_forward_kl.needs = ("ref_logp", "role_ids")
+
+
+def _check_rapo(*, tilt: float = 1.0, cap: float = 10.0, **_):
+  if not tilt >= 0.0:
+    raise ValueError(f"rapo_forward_kl: tilt={tilt} must be >= 0 (0: the untilted reference)")
+  if not cap >= 1.0:
+    raise ValueError(f"rapo_forward_kl: cap={cap} must be >= 1 (the importance-weight truncation)")
+
+
+@register_aux_loss("rapo_forward_kl")
+def aux_rapo_forward_kl(logp, mask, batch, *, global_tokens, global_seqs, tilt: float = 1.0,
+                        cap: float = 10.0, agg_mode: str = "token-mean"):
+  """RAPO's regulariser [inferred from abstract, configs/rapo.py]: the forward KL
+  D(g pi_ref || pi_theta) to the reference reweighted by the reward tilt g = max(0, 1 + tilt * A)
+  (``reward_tilt``, A the rows' advantages), estimated on the policy's own rows with importance
+  weights min(pi_ref / pi_old, cap) (``rapo_forward_kl``). Its weight in ``config.algo.aux_losses``
+  is beta; set ``config.algo.kl_coef = 0`` so that it replaces the reverse KL. pi_old is the rows'
+  ``old_logp`` (off-policy) or the current log-probs without gradient (one on-policy update).
+
+  Metrics: ``fkl_loss`` (aggregated, before the weight), ``fkl`` (token mean), ``is_weight``
+  (token mean of the tilted, truncated weight a), ``is_trunc_frac`` (tokens whose
+  pi_ref / pi_old exceeded ``cap``), ``tilt_zero_frac`` (tokens of responses given no reference
+  mass)."""
+  _check_rapo(tilt=tilt, cap=cap)
+  mask = mask.astype(logp.dtype)
+  old_logp = batch.get("old_logp")
+  old_logp = jax.lax.stop_gradient(logp if old_logp is None else old_logp)
+  adv = jax.lax.stop_gradient(_check_shapes(logp, old_logp, batch["advantages"], mask))
+  g = reward_tilt(adv, strength=tilt)  # [N, T]
+  value, weight, truncated = rapo_forward_kl(logp, old_logp, batch["ref_logp"], g, cap=cap)
+  loss = aggregate(value, mask, agg_mode, global_tokens=global_tokens, global_seqs=global_seqs)
+  tsum = lambda x: _token_sum(jax.lax.stop_gradient(x), mask, global_tokens)
+  metrics = {"fkl_loss": loss, "fkl": tsum(value), "is_weight": tsum(weight),
+             "is_trunc_frac": tsum(truncated), "tilt_zero_frac": tsum((g <= 0).astype(logp.dtype))}
+  return loss, {k: jax.lax.stop_gradient(v) for k, v in metrics.items()}
+
+
+aux_rapo_forward_kl.needs = ("ref_logp",)
+aux_rapo_forward_kl.check = _check_rapo
 
 
 def masked_quantile(x: Float[Array, "N T"], mask: Float[Array, "N T"], q) -> Float[Array, ""]:
