@@ -281,3 +281,33 @@ register_claim(Claim(
           "leave 1; correct-response tokens outside [1, 2] (first arm) or [0.5, 1] (second arm) are "
           "masked, incorrect ones keep DAPO's [0.8, 1.28]. The first mini-batch of every rollout "
           "(weights exactly 1) trains the same in both arms."))
+
+_RAPO_BETA = 0.1  # the same coefficient for both divergences (configs/rapo.py:arith) [this config]
+
+register_claim(Claim(
+    name="rapo_forward_kl_passk",
+    paper="RAPO, 'Unlocking Reasoning Capabilities in LLMs via Reinforcement Learning "
+          "Exploration' (Oct 2025; abstract only; configs/rapo.py)",
+    sentence="[abstract, read as a claim] RAPO's forward KL to a reward-reweighted reference keeps "
+             "pass@k at large k above GRPO with a reverse KL of the same coefficient, while pass@1 "
+             "is not worse.",
+    config="configs/rapo.py:arith",
+    arms={"rapo": {},
+          "reverse_kl": {"algo.aux_losses": [], "algo.kl_coef": _RAPO_BETA,
+                         "algo.kl_estimator": "k2"},
+          "no_kl": {"algo.aux_losses": []}},
+    metric=Metric("eval", "pass@64"),
+    expect=("rapo", ">", "reverse_kl"),
+    also=(Metric("eval", "pass@1"), Metric("eval", "pass@8"), Metric("eval", "pass@16"),
+          Metric("eval", "greedy_accuracy"), Metric("train_last", "entropy", window=10),
+          Metric("train_last", "kl", window=10),
+          Metric("train_last", "aux/rapo_forward_kl/fkl", window=10),
+          Metric("train_last", "aux/rapo_forward_kl/is_weight", window=10)),
+    quick={"total_steps": 3, "eval.size": 4, "eval.num_samples": 64},  # pass@64 needs n = 64
+    quick_config="configs/rapo.py:cpu",
+    curves=("accuracy", "entropy", "kl", "aux/rapo_forward_kl/fkl"),
+    notes="All arms train on-policy (one update per rollout batch). The reverse-KL arm uses k2 in "
+          "the loss, whose gradient is the reverse-KL gradient (GRPO's k3 in the loss already has "
+          "the forward-KL gradient in expectation, configs/rapo.py); rapo uses beta = 0.1, tilt "
+          "lambda = 1, truncation C = 10; no_kl is plain GRPO for scale. The 'pass@1 not worse' "
+          "half is read from the pass@1 numbers of the two arms (not part of the verdict)."))
