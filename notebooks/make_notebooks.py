@@ -53,11 +53,11 @@ FAMILIES = {
          "intuitor_self_certainty"], False),
     "entropy_exploration": (
         "Entropy and exploration: 80/20 forking tokens, Clip-Cov / KL-Cov, DISPO, ACE, Lp-Reg, "
-        "ProGRPO, DPH-RL, EAD",
+        "ProGRPO, DPH-RL, EAD, RAPO",
         "Policy losses, advantages and sampling schedules that keep exploration alive (token "
         "entropy, pass@k at large k).",
         ["forking_tokens", "entropy_mechanism", "dispo", "ace", "lp_reg", "progrpo", "dph_rl",
-         "ead"],
+         "ead", "rapo"],
         ["forking_tokens_80_20", "diversity_preserving_losses", "dispo_entropy_knobs",
          "ead_annealed_temperature"], False),
     "multi_turn_self_play": (
