@@ -19,13 +19,20 @@ step time, not learning.
   of a separate virtualenv (``--trl-python``; TRL is not a dependency of rlvr_jax). Step times are the
   intervals between ``on_step_end`` callbacks; "rollout" is the time inside
   ``_generate_and_score_completions`` (generation, decoding, rewards, advantages).
-- tunix: its GRPO learner, run with ``--tunix-python`` if that virtualenv exists (see ``_tunix_worker``).
+- tunix: its GRPO learner, run with the python of its own virtualenv (``--tunix-python``; see
+  ``_tunix_worker``).
+
+The peers' virtualenvs are built reproducibly from pinned requirements (experiments/peers/):
+``python -m experiments.peers setup trl`` / ``setup tunix``. A requested engine that cannot run (no
+interpreter, an import that fails, a worker that crashes) fails the benchmark with the reason; to
+time rlvr_jax alone pass ``--engines rlvr_jax``.
 
 Each engine runs alone in its own subprocess (one after the other) after ``--warmup`` untimed steps
 (compilation, allocator warm-up); ``--steps`` steps are timed. Nothing is downloaded: the tokenizer
 (word level, "t<id>" per id) and the prompts are made here. Usage, from the repository root:
 
-    python -m experiments.bench_grpo_step [--steps 20] [--warmup 3] [--trl-python PATH]
+    python -m experiments.peers setup trl && python -m experiments.peers setup tunix   # once
+    python -m experiments.bench_grpo_step [--steps 20] [--warmup 3] [--runs 3] [--trl-python PATH]
 """
 from __future__ import annotations
 
@@ -413,8 +420,12 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=20, help="timed steps per engine")
   parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation)")
   parser.add_argument("--engines", default="rlvr_jax,trl,tunix")
-  parser.add_argument("--trl-python", default=os.environ.get("TRL_PYTHON", "/work/trl-venv/bin/python"))
-  parser.add_argument("--tunix-python", default=os.environ.get("TUNIX_PYTHON", "/work/tunix-venv/bin/python"))
+  parser.add_argument("--trl-python", default=None, help="TRL's interpreter (default: "
+                      "$TRL_PYTHON, else the one `python -m experiments.peers setup trl` builds)")
+  parser.add_argument("--tunix-python", default=None, help="tunix's interpreter (default: "
+                      "$TUNIX_PYTHON, else the one `python -m experiments.peers setup tunix` builds)")
+  parser.add_argument("--runs", type=int, default=1, help="repeat the side-by-side comparison; the "
+                      "speed-up reported is the median over runs")
   parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
   parser.add_argument("--path", help=argparse.SUPPRESS)
   parser.add_argument("--preset", help="real-size mode: a ModelConfig preset (e.g. qwen2p5_0p5b) with "
@@ -434,10 +445,40 @@ def main() -> None:
     print(json.dumps(result))
     return
 
-  pythons = {"rlvr_jax": sys.executable, "trl": args.trl_python, "tunix": args.tunix_python}
+  from experiments import peers  # pylint: disable=import-outside-toplevel  (not in the workers)
+  pythons = {"rlvr_jax": sys.executable,
+             "trl": args.trl_python or peers.default_python("trl"),
+             "tunix": args.tunix_python or peers.default_python("tunix")}
   if args.preset and args.engines == parser.get_default("engines"):
     args.engines = "rlvr_jax,trl"  # tunix's learner is not set up for the real-size shape
   engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+  unknown = sorted(set(engines) - set(pythons))
+  if unknown:
+    parser.error(f"unknown engine(s) {unknown}; choose from {sorted(pythons)}")
+  for engine in engines:  # a requested peer that cannot run stops the benchmark before any work
+    if engine != "rlvr_jax":
+      try:
+        peers.require(engine, pythons[engine])
+      except peers.PeerError as e:
+        parser.error(str(e))
+  if args.runs < 1:
+    parser.error("--runs must be >= 1")
+  speedups: dict[str, list[float]] = {e: [] for e in engines if e != "rlvr_jax"}
+  for run in range(args.runs):
+    if args.runs > 1:
+      print(f"\n### run {run + 1} of {args.runs}")
+    failed = _compare(args, engines, pythons, speedups)
+    if failed:
+      sys.exit(f"benchmark failed: {failed}")
+  if args.runs > 1 and "rlvr_jax" in engines:
+    print("\nrlvr_jax speed-up per run (peer s/step / rlvr_jax s/step): " + "; ".join(
+        f"{e}: {', '.join(f'{x:.2f}x' for x in xs)} -> median {np.median(xs):.2f}x"
+        for e, xs in speedups.items() if xs))
+
+
+def _compare(args, engines: list[str], pythons: dict, speedups: dict) -> str | None:
+  """One side-by-side run of ``engines``: prints the table, appends the speed-ups; returns the
+  failure of an engine that did not finish (None when all did)."""
   loads = [os.getloadavg()[0]]
   results = {}
   with tempfile.TemporaryDirectory() as tmp:
@@ -466,7 +507,9 @@ def main() -> None:
     med, lo, hi = stats(r["step_s"])
     speed = ""
     if isinstance(ours, dict) and engine != "rlvr_jax":
-      speed = f"{med / stats(ours['step_s'])[0]:.1f}x"
+      ratio = med / stats(ours["step_s"])[0]
+      speedups[engine].append(ratio)
+      speed = f"{ratio:.1f}x"
     print(f"| {engine} | {med:.3f} | {lo:.3f} - {hi:.3f} | {np.median(r['rollout_s']):.3f} | "
           f"{np.median(r['update_s']):.3f} | {speed} |")
   if isinstance(ours, dict) and "train_s" in ours:
@@ -478,6 +521,8 @@ def main() -> None:
           f"log-probs {np.median(ours['logprob_s']):.2f} s, update {train:.2f} s "
           f"({ours['update_flops'] / 1e12:.0f} TFLOP, {rate / 1e12:.0f} TFLOP/s: MFU {mfu}); first "
           f"step incl. setup and compilation {ours['first_step_s']:.0f} s")
+  failed = [f"{e}: {r}" for e, r in results.items() if not isinstance(r, dict)]
+  return "; ".join(failed) or None
 
 
 if __name__ == "__main__":

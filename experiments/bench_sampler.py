@@ -9,11 +9,12 @@ GRPO-shaped call (8 prompts x G = 8 samples: rlvr_jax prefills each prompt once;
 ``num_return_sequences``; tunix has no group option, so its prompts are repeated), once with 16-token
 and once with 256-token prompts (where prefilling each prompt once, not G times, starts to show).
 
-tunix runs in a subprocess with its own virtualenv (``--tunix-python``, default
-/work/tunix-venv/bin/python) so its pinned packages never touch ours; its row says "not importable"
-with the reason when that fails. Usage, from the repository root:
+tunix runs in a subprocess with its own virtualenv (``--tunix-python``; default ``$TUNIX_PYTHON``,
+else the one ``python -m experiments.peers setup tunix`` builds from pinned requirements) so its
+pinned packages never touch ours. A requested peer that cannot run fails the benchmark with the
+reason; ``--peers transformers`` leaves tunix out. Usage, from the repository root:
 
-    python -m experiments.bench_sampler [--new 128] [--repeats 3] [--tunix-python PATH]
+    python -m experiments.bench_sampler [--new 128] [--repeats 3] [--peers transformers,tunix]
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import os
 import pathlib
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -196,11 +198,23 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--new", type=int, default=128, help="new tokens per row")
   parser.add_argument("--repeats", type=int, default=3, help="timed calls per cell (best is reported)")
-  parser.add_argument("--tunix-python", default=os.environ.get("TUNIX_PYTHON", "/work/tunix-venv/bin/python"))
+  parser.add_argument("--tunix-python", default=None, help="tunix's interpreter")
+  parser.add_argument("--peers", default="transformers,tunix",
+                      help="peers timed beside rlvr_jax (transformers runs in this environment)")
   parser.add_argument("--tunix-worker", metavar="CKPT", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.tunix_worker:
     return _tunix_worker(args.tunix_worker, args.new, args.repeats)
+  from experiments import peers  # pylint: disable=import-outside-toplevel  (not in the worker)
+  wanted = [p.strip() for p in args.peers.split(",") if p.strip()]
+  if set(wanted) - {"transformers", "tunix"}:
+    parser.error(f"--peers {args.peers!r}: choose from transformers, tunix")
+  tunix_python = args.tunix_python or peers.default_python("tunix")
+  if "tunix" in wanted:
+    try:
+      peers.require("tunix", tunix_python)
+    except peers.PeerError as e:
+      parser.error(str(e))
 
   import jax
   import torch
@@ -208,26 +222,30 @@ def main() -> None:
   load_before = os.getloadavg()[0]
   with tempfile.TemporaryDirectory() as tmp:
     n_params = write_checkpoint(pathlib.Path(tmp))
-    rows = {"rlvr_jax": bench_rlvr(tmp, args.new, args.repeats),
-            "transformers": bench_transformers(tmp, args.new, args.repeats),
-            "tunix": bench_tunix(tmp, args.new, args.repeats, args.tunix_python)}
+    rows = {"rlvr_jax": bench_rlvr(tmp, args.new, args.repeats)}
+    if "transformers" in wanted:
+      rows["transformers"] = bench_transformers(tmp, args.new, args.repeats)
+    if "tunix" in wanted:
+      rows["tunix"] = bench_tunix(tmp, args.new, args.repeats, tunix_python)
   print(f"machine: {machine()}; load avg before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
   torch_device = "cuda" if torch.cuda.is_available() else "cpu"
   print(f"commit {commit()}; jax {jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} "
         f"({torch_device}), "
         f"transformers {transformers.__version__}; model {n_params / 1e6:.2f}M params; "
         f"{args.new} new tokens, temperature 1, best of {args.repeats}")
-  tunix = rows["tunix"]
+  tunix = rows.get("tunix")
   print("\n| workload | rows | rlvr_jax tok/s | transformers tok/s | tunix tok/s | rlvr_jax / transformers "
         "| rlvr_jax / tunix |")
   print("|---|---:|---:|---:|---:|---:|---:|")
   for name, p, g, _ in WORKLOADS:
-    ours, hf = rows["rlvr_jax"][name], rows["transformers"][name]
+    ours = rows["rlvr_jax"][name]
+    hf = rows["transformers"][name] if "transformers" in rows else None
     tx = tunix.get(name) if isinstance(tunix, dict) else None
+    ratio_hf = f"{ours / hf:.1f}x" if hf else "n/a"
     ratio_tx = f"{ours / tx:.1f}x" if tx else "n/a"
-    print(f"| {name} | {p * g} | {fmt(ours)} | {fmt(hf)} | {fmt(tx)} | {ours / hf:.1f}x | {ratio_tx} |")
-  if isinstance(tunix, str):
-    print(f"\ntunix: {tunix}")
+    print(f"| {name} | {p * g} | {fmt(ours)} | {fmt(hf)} | {fmt(tx)} | {ratio_hf} | {ratio_tx} |")
+  if isinstance(tunix, str):  # requested, set up, yet it did not run: the benchmark fails
+    sys.exit(f"benchmark failed: tunix: {tunix}")
 
 
 if __name__ == "__main__":
