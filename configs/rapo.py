@@ -52,8 +52,9 @@ Reproduction card
              [abstract, read as the claim rapo_forward_kl_passk].
   measured:  see the README ledger, "Claims reproduced", rapo_forward_kl_passk (tiny regime only).
 
-Tiny regime (:arith, configs/claims_arith.py): beta = 0.1 [this config: large enough for either
-divergence to move a 100-step run], lambda = 1, C = 10, aggregated like the policy loss.
+Tiny regime (:arith, configs/claims_arith.py): beta = 0.1 [this config, fixed before the runs:
+larger than 1e-3 so that either divergence has a chance to matter within 100 steps], lambda = 1,
+C = 10, aggregated like the policy loss.
 Tags: [abstract] the seed abstract; [inferred] a reading of the abstract; [recall] from memory,
 not re-checked offline; [this config] chosen here.
 """
