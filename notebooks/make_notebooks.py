@@ -59,7 +59,7 @@ FAMILIES = {
         ["forking_tokens", "entropy_mechanism", "dispo", "ace", "lp_reg", "progrpo", "dph_rl",
          "ead", "rapo"],
         ["forking_tokens_80_20", "diversity_preserving_losses", "dispo_entropy_knobs",
-         "ead_annealed_temperature"], False),
+         "ead_annealed_temperature", "rapo_forward_kl_passk"], False),
     "multi_turn_self_play": (
         "Multi-turn episodes and self-play: two-turn self-correction, tic-tac-toe self-play",
         "The engine's multi-turn and two-seat episodes (SCoRe's and SPIRAL's settings); the papers "
