@@ -16,6 +16,10 @@ Reproduction card
              then: python -m experiments.eval --workdir /runs/cispo
              CPU smoke run: python -m experiments.run --config configs/cispo.py:cpu --workdir /tmp/cispo
   hardware:  paper: not re-checked offline. The :cpu variant takes ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 4, tensor: 8}, rollout.max_rows_per_call 128,
+             algo.micro_batch_size 4, eval.batch_size 128, model.remat True fit 32 x H200-141GB
+             [this config: no H100-80GB count up to 128 fits its 22,528-token rows]
+             (python -m experiments.memory --config configs/cispo.py).
   expected:  the paper's claim: CISPO matches DAPO's AIME 2024 accuracy in about half the training
              steps and beats GRPO. Not yet measured with rlvr_jax.
   measured:  none (the :cpu variant is a 2-step smoke test with a random tiny model).
@@ -40,6 +44,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- policy and data ---------------------------------------------------------------------------
   common.hf_checkpoint(c)  # Qwen2.5-32B base for the comparison [paper]
+  # Memory plan (python -m experiments.memory): Qwen2.5-32B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_32b", device="H200-141GB", count=32, memory_gib=141.0))
   common.local_files(c, answer_format="plain")  # DAPO-Math-17K style {question, answer} rows [dapo]
   c.data.max_prompt_len = 2048  # [dapo]
 

@@ -14,6 +14,10 @@ Reproduction card
                --workdir /tmp/claims_arith_cpu
   hardware:  2 CPU cores: warm start ~1 minute, 100 GRPO steps ~4 minutes, evaluation (300
              problems x 64 samples) ~1 minute.
+             Memory plan: mesh {data: 1, fsdp: 1, tensor: 1}, rollout.max_rows_per_call 512,
+             algo.micro_batch_size 512, eval.batch_size 256, model.remat False fit 1 x CPU [this
+             config: 8 GiB of RAM assumed]
+             (python -m experiments.memory --config configs/claims_arith.py).
   expected:  the warm start's held-out pass@1 in 20-60% and pass@64 at least 25 points higher.
   measured:  see MEASURED below (filled from the runs of 2026-11-27 on a 2-core Intel Xeon).
 

@@ -16,6 +16,10 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/claims_scratchpad.py:cpu \
                --workdir /tmp/claims_sp_cpu
   hardware:  2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 1, tensor: 1}, rollout.max_rows_per_call 512,
+             algo.micro_batch_size 512, eval.batch_size 256, model.remat False fit 1 x CPU [this
+             config: 8 GiB of RAM assumed]
+             (python -m experiments.memory --config configs/claims_scratchpad.py).
   expected:  the warm start's held-out pass@1 in 20-60% and pass@64 at least 25 points higher.
   measured:  see MEASURED below.
 

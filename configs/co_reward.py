@@ -24,6 +24,10 @@ Reproduction card
              tiny regime (claim runs): configs/co_reward.py:arith, see `python -m experiments.claims
                --claim co_reward_cross_view --seeds 3`
   hardware:  paper: 4 GPUs [code]. Here untested at that size; :cpu runs in ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 2, tensor: 2}, rollout.max_rows_per_call 128,
+             algo.micro_batch_size 2, eval.batch_size 128, model.remat False fit 4 x H100-80GB
+             [code: 4 GPUs; H100-80GB assumed, this config]
+             (python -m experiments.memory --config configs/co_reward.py).
   expected:  docs/papers.md 4.4 #5 (tiny scale): pseudo-label and ground-truth accuracy stay
              higher, and collapse later, than single-view TTRL on the same task.
   measured:  tiny regime (:arith, 3 seeds; README ledger "Claims reproduced", co_reward_cross_view):
@@ -58,6 +62,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.total_steps = 300  # ~3 epochs of MATH's 7,500 questions at 128 prompts per step [code: 3 epochs]
   common.hf_checkpoint(c)  # --config.model.path: a base model [paper]
+  # Memory plan (python -m experiments.memory): Qwen3-1.7B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen3_1p7b", device="H100-80GB", count=4, memory_gib=80.0))
   common.local_files(c, answer_format="plain")  # answers used only for diagnostics and evaluation
   c.data.max_prompt_len = 1024  # [this config]
   c.episode.name = "cross_view"

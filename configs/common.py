@@ -191,6 +191,14 @@ def base() -> ml_collections.ConfigDict:
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.sharding_rules = config_dict.placeholder(tuple)  # None: rlvr_jax.parallel.rules.DEFAULT_RULES
+
+  # What the card's command is planned for (python -m experiments.memory; the trainer does not
+  # read it): the devices (all hosts together) and one device's memory, and for model.init="hf"
+  # the model whose shapes stand in for the checkpoint (a ModelConfig preset or a name in
+  # rlvr_jax.parallel.memory.MODELS). None: not named.
+  c.hardware = ml_collections.ConfigDict(dict(
+      device=config_dict.placeholder(str), count=config_dict.placeholder(int),
+      memory_gib=config_dict.placeholder(float), model=config_dict.placeholder(str)))
   return c
 
 

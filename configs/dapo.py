@@ -17,6 +17,10 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/dapo.py:cpu --workdir /tmp/dapo
   hardware:  paper: a GPU cluster (size not re-checked offline). Here untested at that size; the
              :cpu variant takes ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 4, tensor: 8}, rollout.max_rows_per_call 128,
+             algo.micro_batch_size 4, eval.batch_size 128, model.remat True fit 32 x H200-141GB
+             [this config: no H100-80GB count up to 128 fits its 22,528-token rows]
+             (python -m experiments.memory --config configs/dapo.py).
   expected:  the paper's AIME 2024 avg@32 of 50% (52% in the verl reproduction), with entropy that
              does not collapse thanks to clip-higher. Not yet measured with rlvr_jax.
   measured:  none (the :cpu variant is a 2-step smoke test with a random tiny model).
@@ -41,6 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- policy and data ---------------------------------------------------------------------------
   common.hf_checkpoint(c)  # --config.model.path: Qwen2.5-32B base [paper]
+  # Memory plan (python -m experiments.memory): Qwen2.5-32B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_32b", device="H200-141GB", count=32, memory_gib=141.0))
   common.local_files(c, answer_format="plain")  # DAPO-Math-17K, integer answers [paper]
   c.data.max_prompt_len = 2048  # [recipe]
 

@@ -23,6 +23,12 @@ Reproduction card
                --config.algo.loss_options.pos_high=0.5
              CPU smoke run: python -m experiments.run --config configs/dispo.py:cpu --workdir /tmp/dispo
   hardware:  paper: not recalled. Here untested at that size; :cpu runs in ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 2, tensor: 4}, rollout.max_rows_per_call 128,
+             algo.micro_batch_size 2, eval.batch_size 128, model.remat True fit 8 x H200-141GB [this
+             config: no H100-80GB count up to 128 fits its 22,528-token rows]
+             (python -m experiments.memory --config configs/dispo.py). The run cannot start as
+             configured, though: 2,048 + 20,480 tokens exceed Qwen2.5-Math-7B's 4,096 positions, so
+             the sampler refuses every prompt (shorten rollout.max_new_tokens).
   expected:  higher AIME accuracy than CISPO and DAPO; entropy moving with pos_high / pos_low as the
              abstract states (docs/papers.md 4.4 #9 tests the direction at tiny scale).
   measured:  tiny regime only (configs/claims_arith.py, 3 seeds; README ledger "Claims reproduced"):
@@ -43,6 +49,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in (None, "cpu"):
     raise ValueError(f"configs/dispo.py: unknown argument {arg!r}; use no argument or 'cpu'")
   c = dapo.get_config(arg)  # the DAPO recipe around the loss [inferred from abstract]
+  # Memory plan (python -m experiments.memory): Qwen2.5-Math-7B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_math_7b", device="H200-141GB", count=8, memory_gib=141.0))
   c.algo.loss = "dispo"
   c.algo.dual_clip = None
   c.algo.loss_options = ml_collections.ConfigDict(dict(

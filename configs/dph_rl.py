@@ -22,6 +22,9 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/dph_rl.py:cpu --workdir /tmp/dph
   hardware:  paper: not recalled. Here untested at that size (the first epoch also samples pi_0);
              :cpu runs in ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 4, tensor: 2}, rollout.max_rows_per_call 1024,
+             algo.micro_batch_size 4, eval.batch_size 256, model.remat False fit 8 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/dph_rl.py).
   expected:  pass@k at large k kept near the base while pass@1 improves (docs/papers.md 4.4 #9).
   measured:  tiny regime only: an arm of the claim diversity_preserving_losses (configs/claims_arith.py,
              3 seeds; README ledger "Claims reproduced"); the :cpu variant is a 2-step smoke test.
@@ -37,6 +40,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in (None, "cpu"):
     raise ValueError(f"configs/dph_rl.py: unknown argument {arg!r}; use no argument or 'cpu'")
   c = grpo.get_config(arg)
+  # Memory plan (python -m experiments.memory): Qwen2.5-Math-7B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_math_7b", device="H100-80GB", count=8, memory_gib=80.0))
   c.episode.name = "rehearsal"
   c.episode.options = ml_collections.ConfigDict(dict(
       rehearsal_samples=8, perfect_threshold=1.0))  # D_pef: solved every time [summary]

@@ -17,6 +17,10 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/dr_grpo.py:cpu --workdir /tmp/drg
   hardware:  paper: 8 x A100 for 27 hours. Here untested at that size; the :cpu variant takes ~1
              minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 8, tensor: 1}, rollout.max_rows_per_call 512,
+             algo.micro_batch_size 16, eval.batch_size 256, model.remat True fit 8 x A100-80GB
+             [paper: 8 x A100; 80 GB assumed, this config]
+             (python -m experiments.memory --config configs/dr_grpo.py).
   expected:  the paper's Oat-Zero-7B: 43.3% on AIME 2024 (greedy, max 3,000 tokens), and response
              lengths of incorrect answers that do not keep growing (unlike GRPO). Not yet measured
              with rlvr_jax.
@@ -41,6 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- policy and data ---------------------------------------------------------------------------
   common.hf_checkpoint(c)  # --config.model.path: Qwen2.5-Math-7B (base) [paper]
+  # Memory plan (python -m experiments.memory): Qwen2.5-Math-7B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_math_7b", device="A100-80GB", count=8, memory_gib=80.0))
   # The Qwen-Math prompt: this system turn in the checkpoint's chat template [paper].
   c.data.template_options = ml_collections.ConfigDict(dict(system=QWEN_MATH_SYSTEM))
   common.local_files(c, answer_format="math")  # MATH levels 3-5 [paper]

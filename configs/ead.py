@@ -30,6 +30,9 @@ Reproduction card
              tiny regime (claim runs): configs/ead.py:arith, see `python -m experiments.claims
                --claim ead_annealed_temperature --seeds 3`
   hardware:  paper: GPUs [abstract]. The :cpu variant runs in about a minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 1, tensor: 1}, rollout.max_rows_per_call 128,
+             algo.micro_batch_size 1, eval.batch_size 128, model.remat False fit 1 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/ead.py).
   expected:  docs/papers.md 4.4 #15 (tiny scale): higher accuracy at equal steps than a fixed
              temperature of 1.0, and than a fixed high temperature.
   measured:  tiny regime, 3 seeds, 100 steps (2026-11-28, 2-core Intel Xeon): held-out pass@1
@@ -76,6 +79,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in (None, "cpu"):
     raise ValueError(f"configs/ead.py: unknown argument {arg!r}; use no argument, 'cpu' or 'arith'")
   c = grpo.get_config(arg)  # the GRPO recipe [inferred]; "cpu": its CPU variant
+  # Memory plan (python -m experiments.memory): Qwen2.5-Math-1.5B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_math_1p5b", device="H100-80GB", count=1, memory_gib=80.0))
   ead(c, decay0=1000.0, decay_growth=5.0)  # d_0 [this config]; +5 per step [paper]
   if arg == "cpu":
     c.rollout.schedule_options.decay0 = 4.0  # 8-token responses [this config]

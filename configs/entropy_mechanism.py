@@ -26,6 +26,9 @@ Reproduction card
                (and :clip_cov_cpu)
   hardware:  paper: a GPU cluster [recall]. Here untested at that size; :cpu runs in ~1 minute on 2
              CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 4, tensor: 2}, rollout.max_rows_per_call 256,
+             algo.micro_batch_size 4, eval.batch_size 128, model.remat True fit 8 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/entropy_mechanism.py).
   expected:  entropy stays higher than under GRPO / PPO-clip at equal steps, and accuracy (pass@k at
              large k especially) ends higher.
   measured:  none yet (the :cpu variants are 2-step smoke tests).
@@ -49,6 +52,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.total_steps = 500  # [this config]
   common.hf_checkpoint(c)  # --config.model.path: Qwen2.5-7B [paper]
+  # Memory plan (python -m experiments.memory): Qwen2.5-7B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_7b", device="H100-80GB", count=8, memory_gib=80.0))
   common.local_files(c, answer_format="plain")
   c.data.max_prompt_len = 1024  # [this config]
   c.rollout.prompts_per_step = 256  # [recall]

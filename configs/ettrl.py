@@ -25,6 +25,9 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/ettrl.py:cpu --workdir /tmp/et
   hardware:  paper: a GPU node [recall]. Here untested at that size; :cpu runs in ~1 minute on
              2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 1, tensor: 8}, rollout.max_rows_per_call 256,
+             algo.micro_batch_size 1, eval.batch_size 128, model.remat False fit 8 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/ettrl.py).
   expected:  higher pass@1 than TTRL at equal steps, with entropy falling more slowly.
   measured:  none yet (the :cpu variant is a 2-step smoke test).
 
@@ -40,6 +43,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in (None, "cpu"):
     raise ValueError(f"configs/ettrl.py: unknown argument {arg!r}; use no argument or 'cpu'")
   c = ttrl.get_config(arg)  # TTRL's data, vote and optimiser settings [recall: docs/papers.md 2.2]
+  # Memory plan (python -m experiments.memory): Llama-3.1-8B shapes on the card's hardware.
+  c.hardware.update(dict(model="llama3p1_8b", device="H100-80GB", count=8, memory_gib=80.0))
   c.algo.advantage = "entropy_reshaped"  # EAR [inferred from abstract]
   c.algo.advantage_options = ml_collections.ConfigDict(dict(
       alpha=1.0, w_min=0.5, w_max=2.0))  # [inferred from abstract]

@@ -26,6 +26,9 @@ Reproduction card
                experiments.claims --claim forking_tokens_80_20 --seeds 3`
   hardware:  paper: a GPU cluster [recall]. Here untested at that size; :cpu runs in ~1 minute on 2
              CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 8, tensor: 8}, rollout.max_rows_per_call 256,
+             algo.micro_batch_size 8, eval.batch_size 256, model.remat True fit 64 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/forking_tokens.py).
   expected:  docs/papers.md 4.4 #8 (tiny scale): top-20% tokens about as good as all tokens;
              bottom-80% clearly worse. The size-dependent gain over full-token training needs
              large models.
@@ -59,5 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f"configs/forking_tokens.py: unknown argument {arg!r}; use no argument, 'cpu' "
                      "or 'arith'")
   c = dapo.get_config(arg)  # the DAPO recipe [paper]
+  # Memory plan (python -m experiments.memory): Qwen3-8B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen3_8b", device="H100-80GB", count=64, memory_gib=80.0))
   forking(c)
   return c

@@ -17,6 +17,9 @@ Reproduction card
   hardware:  paper: not stated. Here: a 7B policy plus a 7B reference copy needs about 8 x 80 GB
              accelerators with --config.mesh.fsdp=8 (untested). The :cpu variant takes ~1 minute on
              2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 2, tensor: 4}, rollout.max_rows_per_call 128,
+             algo.micro_batch_size 4, eval.batch_size 64, model.remat False fit 8 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/grpo.py).
   expected:  the paper's numbers for DeepSeekMath-RL 7B, greedy chain-of-thought: GSM8K 88.2%,
              MATH 51.7% (DeepSeekMath-Instruct 7B before RL: 82.9% / 46.8%). Not yet measured with
              rlvr_jax.
@@ -43,6 +46,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- policy and data ---------------------------------------------------------------------------
   common.hf_checkpoint(c)  # --config.model.path: DeepSeekMath-Instruct 7B in the paper
+  # Memory plan (python -m experiments.memory): DeepSeekMath 7B shapes on the card's hardware.
+  c.hardware.update(dict(model="deepseek_math_7b", device="H100-80GB", count=8, memory_gib=80.0))
   common.local_files(c, answer_format="auto")  # GSM8K + MATH CoT questions [paper sec. 4.2]
   c.data.max_prompt_len = 1024  # [not in paper]
 

@@ -15,6 +15,9 @@ Reproduction card
                --workdir /tmp/q05
   hardware:  one 80 GB GPU should hold the 0.5B policy, its reference copy and the rollouts
              (untested). The :cpu variant takes ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 1, tensor: 1}, rollout.max_rows_per_call 256,
+             algo.micro_batch_size 8, eval.batch_size 256, model.remat False fit 1 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/grpo_qwen2p5_0p5b_gsm8k.py).
   expected:  Qwen reports about 50% GSM8K for Qwen2.5-0.5B-Instruct [recall, not re-checked]; what
              GRPO adds on top is not yet measured with rlvr_jax.
   measured:  none (the :cpu variant is a 2-step smoke test with a random tiny model).
@@ -36,6 +39,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- policy and data: --config.model.path and --config.data.path -------------------------------
   common.hf_checkpoint(c)  # weights, tokenizer and chat template of Qwen2.5-0.5B-Instruct
+  # Memory plan (python -m experiments.memory): Qwen2.5-0.5B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_0p5b", device="H100-80GB", count=1, memory_gib=80.0))
   common.local_files(c, answer_format="gsm8k")  # final answer after '####'
   c.data.template_options = ml_collections.ConfigDict(dict(suffix=BOXED_SUFFIX))
   c.data.max_prompt_len = 512  # [this config]

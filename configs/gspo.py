@@ -15,6 +15,9 @@ Reproduction card
              then: python -m experiments.eval --workdir /runs/gspo
              CPU smoke run: python -m experiments.run --config configs/gspo.py:cpu --workdir /tmp/gspo
   hardware:  paper: not stated. The :cpu variant takes ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 1, tensor: 8}, rollout.max_rows_per_call 32,
+             algo.micro_batch_size 1, eval.batch_size 32, model.remat True fit 8 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/gspo.py).
   expected:  the paper shows training curves, not tables: GSPO's AIME'24 (avg@32), LiveCodeBench
              and CodeForces scores rise faster and more stably than GRPO's at equal compute, while
              clipping about two orders of magnitude more tokens. Not yet measured with rlvr_jax.
@@ -35,6 +38,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- policy and data ---------------------------------------------------------------------------
   common.hf_checkpoint(c)  # Qwen3-30B-A3B-Base cold-start model in the paper; see the card
+  # Memory plan (python -m experiments.memory): the Qwen3-8B stand-in on the card's hardware.
+  c.hardware.update(dict(model="qwen3_8b", device="H100-80GB", count=8, memory_gib=80.0))
   common.local_files(c, answer_format="plain")
   c.data.max_prompt_len = 1024  # [not in paper]
 

@@ -19,6 +19,9 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/intuitor.py:cpu --workdir /tmp/it
   hardware:  paper: a GPU node [recall]. Here untested at that size; :cpu runs in ~1 minute on 2 CPU
              cores.
+             Memory plan: mesh {data: 1, fsdp: 1, tensor: 1}, rollout.max_rows_per_call 224,
+             algo.micro_batch_size 2, eval.batch_size 256, model.remat False fit 1 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/intuitor.py).
   expected:  small accuracy gains early in training while entropy falls; the tiny-scale claim
              (docs/papers.md 4.4 #7) adds possible reward hacking (short or repetitive confident
              outputs).
@@ -46,6 +49,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.total_steps = 200  # [this config]
   common.hf_checkpoint(c)  # --config.model.path: Qwen2.5-1.5B [paper]
+  # Memory plan (python -m experiments.memory): Qwen2.5-1.5B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_1p5b", device="H100-80GB", count=1, memory_gib=80.0))
   common.local_files(c, answer_format="plain")  # MATH: answers for evaluation only
   c.data.max_prompt_len = 512  # [this config]
   c.rollout.prompts_per_step = 128  # [recall]

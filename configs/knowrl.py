@@ -24,6 +24,9 @@ Reproduction card
                --config.data.eval_path=/data/self_knowledge_eval.jsonl
              CPU smoke run: python -m experiments.run --config configs/knowrl.py:cpu --workdir /tmp/kr
   hardware:  paper: not recalled. Here untested at that size; :cpu runs in ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 8, tensor: 1}, rollout.max_rows_per_call 512,
+             algo.micro_batch_size 8, eval.batch_size 256, model.remat False fit 8 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/knowrl.py).
   expected:  the judgements become more self-consistent; with external labels on the evaluation
              set, accuracy and F1 of the feasibility judgements rise.
   measured:  none yet (the :cpu variant is a 2-step smoke test on the arithmetic task: the consensus
@@ -43,6 +46,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.total_steps = 100  # "a few iterations" [abstract]; the count is [this config]
   common.hf_checkpoint(c)  # --config.model.path: an instruction model [abstract]
+  # Memory plan (python -m experiments.memory): Qwen2.5-7B-Instruct shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_7b", device="H100-80GB", count=8, memory_gib=80.0))
   common.local_files(c, answer_format="plain")
   c.data.max_prompt_len = 1024  # [this config]
   c.reward.terms = [dict(name="consensus", weight=1.0,

@@ -25,6 +25,10 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/lp_reg.py:cpu --workdir /tmp/lp
   hardware:  paper: 64 GPUs [code: recipe name]. Here untested at that size; :cpu runs in ~1 minute
              on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 32, tensor: 2}, rollout.max_rows_per_call 512,
+             algo.micro_batch_size 32, eval.batch_size 256, model.remat True fit 64 x H100-80GB
+             [code: 64 GPUs; H100-80GB assumed, this config]
+             (python -m experiments.memory --config configs/lp_reg.py).
   expected:  entropy and pass@k at large k stay closer to the base than under GRPO / DAPO at equal
              pass@1 (docs/papers.md 4.4 #9).
   measured:  tiny regime only: an arm of the claim diversity_preserving_losses (configs/claims_arith.py,
@@ -43,6 +47,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.total_steps = 1000  # ~1,000 on-policy steps [paper]
   common.hf_checkpoint(c)  # --config.model.path: Qwen3-14B-Base [code]
+  # Memory plan (python -m experiments.memory): Qwen3-14B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen3_14b", device="H100-80GB", count=64, memory_gib=80.0))
   common.local_files(c, answer_format="plain")
   c.data.max_prompt_len = 2048  # [this config]
   c.rollout.prompts_per_step = 256  # [code]

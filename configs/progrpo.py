@@ -19,6 +19,9 @@ Reproduction card
                --config.data.path=/data/math_train.jsonl --config.data.eval_path=/data/math500.jsonl
              CPU smoke run: python -m experiments.run --config configs/progrpo.py:cpu --workdir /tmp/pg
   hardware:  paper: not recalled. Here untested at that size; :cpu runs in ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 4, tensor: 2}, rollout.max_rows_per_call 1024,
+             algo.micro_batch_size 4, eval.batch_size 256, model.remat False fit 8 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/progrpo.py).
   expected:  pass@k at large k and entropy above GRPO's at similar pass@1.
   measured:  none yet (the :cpu variant is a 2-step smoke test).
 
@@ -33,6 +36,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in (None, "cpu"):
     raise ValueError(f"configs/progrpo.py: unknown argument {arg!r}; use no argument or 'cpu'")
   c = grpo.get_config(arg)  # [inferred from abstract: GRPO is the baseline it modifies]
+  # Memory plan (python -m experiments.memory): Qwen2.5-7B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_7b", device="H100-80GB", count=8, memory_gib=80.0))
   c.algo.advantage = "confidence_reweighted"
   c.algo.advantage_options = ml_collections.ConfigDict(dict(beta=1.0))  # [inferred from abstract]
   return c

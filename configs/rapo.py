@@ -48,6 +48,9 @@ Reproduction card
   hardware:  paper: GPUs [abstract, sizes not given]; a 7B policy plus a reference copy needs
              about 8 x 80 GB accelerators (untested). The :cpu variant runs in about a minute on
              2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 4, tensor: 2}, rollout.max_rows_per_call 128,
+             algo.micro_batch_size 4, eval.batch_size 128, model.remat True fit 8 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/rapo.py).
   expected:  higher pass@k at large k than GRPO with a reverse KL, at a pass@1 that is not worse
              [abstract, read as the claim rapo_forward_kl_passk].
   measured:  tiny regime, 3 seeds, 100 steps, beta = 0.1 (2026-11-28, 2-core x86_64): held-out
@@ -88,6 +91,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in (None, "cpu"):
     raise ValueError(f"configs/rapo.py: unknown argument {arg!r}; use no argument, 'cpu' or 'arith'")
   c = grpo.get_config(arg)  # the GRPO recipe [inferred]; "cpu": its CPU variant
+  # Memory plan (python -m experiments.memory): Qwen2.5-7B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_7b", device="H100-80GB", count=8, memory_gib=80.0))
   if arg is None:
     c.total_steps = 500  # [this config: about 8 epochs of 8K prompts at 128 per step]
     c.rollout.prompts_per_step = 128  # [recall, unchecked]

@@ -18,6 +18,9 @@ Reproduction card
              then: python -m experiments.eval --workdir /runs/rpp
              CPU smoke run: python -m experiments.run --config configs/reinforce_pp.py:cpu --workdir /tmp/rpp
   hardware:  paper: not re-checked offline. The :cpu variant takes ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 1, tensor: 1}, rollout.max_rows_per_call 128,
+             algo.micro_batch_size 1, eval.batch_size 128, model.remat False fit 1 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/reinforce_pp.py).
   expected:  the paper reports reward / win-rate curves (more stable than GRPO, cheaper than PPO)
              that do not transfer to this stand-in; no number is claimed until measured here.
   measured:  none (the :cpu variant is a 2-step smoke test with a random tiny model).
@@ -42,6 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- policy and data (verifiable-reward stand-in, see the card) --------------------------------
   common.hf_checkpoint(c)
+  # Memory plan (python -m experiments.memory): Qwen2.5-1.5B-Instruct shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_1p5b", device="H100-80GB", count=1, memory_gib=80.0))
   common.local_files(c, answer_format="gsm8k")
   c.data.template_options = ml_collections.ConfigDict(dict(
       suffix="\nPlease reason step by step, and put your final answer within \\boxed{}."))

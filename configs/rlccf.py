@@ -26,6 +26,9 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/rlccf.py:cpu --workdir /tmp/rc
   hardware:  paper: not recalled. Here untested at that size (the frozen peer doubles the sampling
              and keeps a second copy of the weights); :cpu runs in ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 1, tensor: 1}, rollout.max_rows_per_call 64,
+             algo.micro_batch_size 4, eval.batch_size 64, model.remat True fit 1 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/rlccf.py).
   expected:  accuracy rises without labels; the weighted collective label is more often right than
              the policy's own majority when the peer is the more self-consistent member.
   measured:  none yet (the :cpu variant is a 2-step smoke test).
@@ -42,6 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.total_steps = 200  # [this config]
   common.hf_checkpoint(c)  # --config.model.path: a base model [abstract: open LLMs]
+  # Memory plan (python -m experiments.memory): Qwen2.5-Math-1.5B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_math_1p5b", device="H100-80GB", count=1, memory_gib=80.0))
   common.local_files(c, answer_format="plain")  # answers for diagnostics and evaluation only
   c.data.max_prompt_len = 1024  # [this config]
   c.episode.name = "collective_vote"

@@ -16,6 +16,9 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/rloo.py:cpu --workdir /tmp/rloo
   hardware:  paper: not re-checked offline. A 1.5B policy plus its reference copy fits one 80 GB
              GPU (untested); the :cpu variant takes ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 1, tensor: 1}, rollout.max_rows_per_call 128,
+             algo.micro_batch_size 1, eval.batch_size 128, model.remat False fit 1 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/rloo.py).
   expected:  the paper reports reward-model win rates on TL;DR / HH (RLOO k=4 above PPO, DPO and
              RAFT), which do not transfer to this stand-in; on GSM8K no number is claimed until
              measured with rlvr_jax.
@@ -37,6 +40,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- policy and data (verifiable-reward stand-in, see the card) --------------------------------
   common.hf_checkpoint(c)
+  # Memory plan (python -m experiments.memory): Qwen2.5-1.5B-Instruct shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_1p5b", device="H100-80GB", count=1, memory_gib=80.0))
   common.local_files(c, answer_format="gsm8k")
   c.data.template_options = ml_collections.ConfigDict(dict(
       suffix="\nPlease reason step by step, and put your final answer within \\boxed{}."))

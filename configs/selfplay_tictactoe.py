@@ -17,6 +17,9 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/selfplay_tictactoe.py:cpu \
                --workdir /tmp/ttt
   hardware:  untested at full size; the :cpu variant takes ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 1, tensor: 8}, rollout.max_rows_per_call 128,
+             algo.micro_batch_size 1, eval.batch_size 256, model.remat False fit 8 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/selfplay_tictactoe.py).
   expected:  illegal-move rate falls, and the per-seat baselines absorb the first-mover advantage
              (docs/papers.md 4.4 claim 18).
   measured:  none (the :cpu variant is a 2-step smoke test with a random tiny model).
@@ -35,6 +38,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.base()
   c.total_steps = 400  # policy steps [docs/papers.md 2.3]
   common.hf_checkpoint(c)
+  # Memory plan (python -m experiments.memory): Qwen3-4B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen3_4b", device="H100-80GB", count=8, memory_gib=80.0))
   c.data.template = "plain"  # the rendered board is the whole prompt [this config]
   c.data.template_options = ml_collections.ConfigDict(dict(format="{question}"))
   c.eval.size = 0  # no held-out set: the game is the task

@@ -22,6 +22,9 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/ssr_zero.py:cpu --workdir /tmp/ssr
   hardware:  paper: a GPU node [recall]. Here untested at that size (each response adds a judge
              generation); :cpu runs in ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 8, tensor: 1}, rollout.max_rows_per_call 512,
+             algo.micro_batch_size 8, eval.batch_size 256, model.remat False fit 8 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/ssr_zero.py).
   expected:  translation quality (COMET / BLEU on WMT) rises with no reference and no external
              reward model.
   measured:  tiny regime :arith, seed 0, 100 steps (2-core Xeon, 2026-11-28): the warm start did
@@ -69,6 +72,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.total_steps = 400  # [this config]
   common.hf_checkpoint(c)  # --config.model.path: Qwen2.5-7B base [abstract]
+  # Memory plan (python -m experiments.memory): Qwen2.5-7B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_7b", device="H100-80GB", count=8, memory_gib=80.0))
   common.local_files(c, answer_format="plain")
   c.data.max_prompt_len = 1024  # [this config]
   c.episode.name = "self_judge"

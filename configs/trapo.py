@@ -30,6 +30,10 @@ Reproduction card
                --claim trapo_semi_supervised --seeds 3`
   hardware:  paper: 8 GPUs, one node [code]. Here untested at that size; :cpu runs in ~1 minute on
              2 CPU cores, :arith ~5 minutes per run.
+             Memory plan: mesh {data: 2, fsdp: 2, tensor: 2}, rollout.max_rows_per_call 64,
+             algo.micro_batch_size 4, eval.batch_size 32, model.remat True fit 8 x H100-80GB [code:
+             8 GPUs; H100-80GB assumed, this config]
+             (python -m experiments.memory --config configs/trapo.py).
   expected:  docs/papers.md 4.4 #6 (tiny scale): 10% labelled with the trajectory selection is at
              least as good as majority-vote RL on 100% unlabelled, and close to full supervision.
   measured:  see the README ledger ("Claims reproduced", trapo_semi_supervised).
@@ -78,6 +82,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.total_steps = 470  # 15 epochs of 4K prompts at 128 per step [code: total_epochs 15]
   common.hf_checkpoint(c)  # --config.model.path: Qwen3-4B-Base [code]
+  # Memory plan (python -m experiments.memory): Qwen3-4B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen3_4b", device="H100-80GB", count=8, memory_gib=80.0))
   common.local_files(c, answer_format="plain")
   c.data.max_prompt_len = 4096  # [code]
   c.data.labelled_fraction = 0.25  # 1K labelled of 4K [abstract]

@@ -20,6 +20,9 @@ Reproduction card
                --claim ttrl_majority_vote --seeds 3`
   hardware:  paper: 8 x A100 80GB [recall]. Here untested at that size; :cpu runs in ~1 minute on
              2 CPU cores, :arith ~3-6 minutes per run.
+             Memory plan: mesh {data: 1, fsdp: 8, tensor: 1}, rollout.max_rows_per_call 512,
+             algo.micro_batch_size 16, eval.batch_size 256, model.remat True fit 8 x A100-80GB
+             [recall] (python -m experiments.memory --config configs/ttrl.py).
   expected:  accuracy rises without labels when the initial majority answer is usually right; the
              tiny-scale claim (docs/papers.md 4.4 #4) adds that on a harder tier, where the
              majority is mostly wrong, label accuracy and entropy collapse.
@@ -76,6 +79,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.total_steps = 80  # "episodes" on AIME 2024 [recall]
   common.hf_checkpoint(c)  # --config.model.path: Qwen2.5-Math-7B [paper]
+  # Memory plan (python -m experiments.memory): Qwen2.5-Math-7B shapes on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_math_7b", device="A100-80GB", count=8, memory_gib=80.0))
   common.local_files(c, answer_format="plain")
   c.data.test_time = True  # train on the test questions, labels removed [paper: test-time RL]
   c.data.max_prompt_len = 1024  # [this config]

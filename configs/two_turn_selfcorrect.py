@@ -15,6 +15,9 @@ Reproduction card
              CPU smoke run: python -m experiments.run --config configs/two_turn_selfcorrect.py:cpu \
                --workdir /tmp/two_turn
   hardware:  untested at full size; the :cpu variant takes ~1 minute on 2 CPU cores.
+             Memory plan: mesh {data: 1, fsdp: 1, tensor: 1}, rollout.max_rows_per_call 128,
+             algo.micro_batch_size 1, eval.batch_size 128, model.remat False fit 1 x H100-80GB [this
+             config] (python -m experiments.memory --config configs/two_turn_selfcorrect.py).
   expected:  turn-2 accuracy above turn-1 accuracy after training (SCoRe's delta(t1, t2) > 0), with
              few correct -> incorrect edits.
   measured:  none (the :cpu variant is a 2-step smoke test with a random tiny model).
@@ -32,6 +35,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.base()
   c.total_steps = 500  # [this config]
   common.hf_checkpoint(c)
+  # Memory plan (python -m experiments.memory): Qwen2.5-Math-1.5B-Instruct on the card's hardware.
+  c.hardware.update(dict(model="qwen2p5_math_1p5b", device="H100-80GB", count=1, memory_gib=80.0))
   common.local_files(c, answer_format="math")  # MATH rows with \boxed{} answers
   c.data.max_prompt_len = 1024
 
