@@ -81,6 +81,10 @@ def base() -> ml_collections.ConfigDict:
   c.rollout.top_k = 0
   c.rollout.min_p = 0.0
   c.rollout.max_new_tokens = 256
+  # Rows (prompts x G) per sampler call: a rollout of P x G rows runs as chunks of whole prompts,
+  # with the same tokens as one call, so its KV cache is bounded by this many rows. A multiple of
+  # G (and of G x the mesh's data-parallel split). None / 0: the whole rollout in one call.
+  c.rollout.max_rows_per_call = config_dict.placeholder(int)
 
   c.reward = ml_collections.ConfigDict()
   c.reward.terms = [dict(name="reasoning_gym", weight=1.0)]  # rlvr_jax.rewards.parse_spec format

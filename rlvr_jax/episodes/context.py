@@ -15,7 +15,10 @@ row, not once per process.
   * sampling overrides (temperature, top-p, schedules, max_new_tokens) for this call;
   * forced prefixes: tokens appended to the prompt and returned as the start of the completion
     (``Samples.prefix_lengths``; the episode decides whether they are trained);
-  * behaviour log-probs (``Samples.logprobs``) are kept, under the sampling distribution.
+  * behaviour log-probs (``Samples.logprobs``) are kept, under the sampling distribution;
+  * ``config.rollout.max_rows_per_call`` (when set) bounds the rows of one sampler call: the
+    sampler runs the call's prompt copies in chunks of whole copies (all ``unit`` samples of a copy
+    in one chunk) and returns the same tokens as one call (`rlvr_jax.sampling.chunk_prompts`).
 """
 from __future__ import annotations
 
@@ -164,6 +167,9 @@ class EpisodeContext:
     if seed is None:
       seed = int(self.rng.integers(2**31 - 1))
     options = self.sampling_options(**overrides)
+    bound = int(getattr(self.config.rollout, "max_rows_per_call", None) or 0)
+    if bound:  # only then: a generate function without the option keeps working
+      options["max_rows_per_call"] = bound
     uniform = len(set(counts)) == 1 and counts[0] > 0
     unit = counts[0] if uniform and unit is None else int(unit or g)
     # Prompt copies: prompt p appears ceil(counts[p] / unit) times with `unit` samples each.

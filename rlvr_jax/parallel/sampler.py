@@ -10,7 +10,9 @@ SPMD program over the run's mesh (and over all processes of a multi-host run):
   per layer by GSPMD, tensor-parallel ones stay split);
 - the KV cache [layer, batch, length, kv_heads, head_dim] is sharded by the model's own
   ``constraints.constrain`` calls (active because the call runs inside ``constraints.use_mesh``);
-- outputs are sharded like the batch, then gathered so every process gets the same numpy result.
+- outputs are sharded like the batch, then gathered so every process gets the same numpy result;
+- with ``max_rows_per_call`` the prompts run in chunks of a fixed number of whole prompts (a
+  multiple of the batch split), one compiled program for all of them (`sampling.chunk_prompts`).
 
 Every process must call it with the same prompts (the RL loop gathers them first,
 ``multihost.gather_rows``). Rows draw from per-row keys (``sampling.row_keys``), so the padding, the
@@ -48,15 +50,20 @@ class MeshSampler:
     self.rules = rules
     self.graphdef = graphdef
     self.param_shardings = param_shardings
-    self._jitted: dict[sampling.SamplerConfig, Any] = {}
+    self._jitted: dict[tuple[sampling.SamplerConfig, bool], Any] = {}
 
-  def _compiled(self, config: sampling.SamplerConfig):
-    if config not in self._jitted:
+  def _compiled(self, config: sampling.SamplerConfig, chunked: bool = False):
+    """The jitted sampler for ``config``; ``chunked`` adds the row offset of a chunk as the last
+    argument (a separate program, so a rollout in one call runs the same program as before)."""
+    if (config, chunked) not in self._jitted:
       graphdef = self.graphdef
+      ead = config.temperature_schedule == "ead"
 
-      def run(state, tokens, mask, seed, decay=None):
+      def run(state, tokens, mask, seed, *extra):
+        decay = extra[0] if ead else None
+        offset = extra[-1] if chunked else None
         return sampling.sample_padded(graphdef, state, tokens, mask, jax.random.key(seed), config,
-                                      decay)
+                                      decay, offset)
 
       rows2 = mesh_lib.batch_sharding(self.mesh, 2, self.rules)
       rows1 = mesh_lib.batch_sharding(self.mesh, 1, self.rules)
@@ -64,20 +71,24 @@ class MeshSampler:
       out = dict(tokens=rows2, lengths=rows1, logprobs=rows2, finish_reason=rows1,
                  num_steps=replicated)
       ins = (self.param_shardings, rows2, rows2, replicated)
-      if config.temperature_schedule == "ead":  # the run-time decay: one more (scalar) argument
+      if ead:  # the run-time decay: one more (scalar) argument
         ins += (replicated,)
-      self._jitted[config] = jax.jit(run, in_shardings=ins, out_shardings=out)
-    return self._jitted[config]
+      if chunked:  # the chunk's first row
+        ins += (replicated,)
+      self._jitted[config, chunked] = jax.jit(run, in_shardings=ins, out_shardings=out)
+    return self._jitted[config, chunked]
 
   def generate(self, model_or_params: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
                num_samples: int = 1, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                min_p: float = 0.0, eos_ids: Sequence[int] = (), seed: int = 0, pad_id: int = 0,
                max_len: int | None = None, temperature_end: float | None = None,
                temperature_schedule: str = "constant", temperature_offset: int = 0,
-               temperature_decay: float | None = None) -> sampling.SampleResult:
+               temperature_decay: float | None = None,
+               max_rows_per_call: int | None = None) -> sampling.SampleResult:
     """Same arguments and result as `rlvr_jax.sampling.generate` (including the per-position
     ``temperature_schedule`` / ``temperature_end``); ``model_or_params`` is a `Transformer` or its
-    params state (``nnx.split(model)[1]``)."""
+    params state (``nnx.split(model)[1]``). ``max_rows_per_call`` bounds the rows of one call
+    (`sampling.chunk_prompts`: chunks of whole prompts, a multiple of the batch split each)."""
     if isinstance(model_or_params, nnx.Module):
       state = nnx.split(model_or_params)[1]
     else:
@@ -97,8 +108,22 @@ class MeshSampler:
     rows = sampling.check_prompts(prompts, vocab_size=mc.vocab_size, max_new_tokens=max_new_tokens,
                                   max_len=max_len)
     split = mesh_lib.batch_divisor(self.mesh, self.rules)
-    num_rows = -(-sampling.bucket_batch_size(len(rows)) // split) * split
     length = sampling.bucket_prompt_length(max(r.size for r in rows))
+    per_call = sampling.chunk_prompts(len(rows), num_samples, max_rows_per_call, split)
+    if per_call is not None:
+      rows2 = mesh_lib.batch_sharding(self.mesh, 2, self.rules, per_call)
+      program = self._compiled(config, chunked=True)
+
+      def call(tokens, mask, offset):
+        with constraints.use_mesh(self.mesh, self.rules):
+          args = (state, multihost.global_array(tokens, rows2), multihost.global_array(mask, rows2),
+                  np.uint32(seed)) + (() if decay is None else (decay,)) + (offset,)
+          return program(*args)
+
+      return sampling.sample_in_chunks(call, multihost.to_host, rows, num_samples=num_samples,
+                                       per_call=per_call, num_rows=per_call, length=length,
+                                       pad_id=pad_id)
+    num_rows = -(-sampling.bucket_batch_size(len(rows)) // split) * split
     tokens, mask = sampling.pack_prompts(rows, num_rows=num_rows, length=length, pad_id=pad_id)
     rows2 = mesh_lib.batch_sharding(self.mesh, 2, self.rules, num_rows)
     with constraints.use_mesh(self.mesh, self.rules):

@@ -29,16 +29,21 @@ Contracts the RL trainer codes against:
   that changes every training step does not recompile.
 - Randomness: row r at step t uses ``fold_in(fold_in(rng, t), r)``: deterministic per seed,
   independent of batch padding and sharding; the G samples of a prompt get different keys.
+- Chunks: ``generate(..., max_rows_per_call=R)`` runs a rollout of more than R rows as calls of
+  whole prompts (``chunk_prompts``, ``sample_in_chunks``), all of one shape (the last chunk padded),
+  each passing ``sample_padded`` its first row's global number (``row_offset``) so that every row
+  draws the keys it would draw in one call. Without a bound, or when one call fits, the program is
+  the one of before.
 
-Memory: the decode cache holds P*G rows of Tp_bucket + max_new_tokens - 1 slots; the prompt KV is
+Memory: the decode cache holds P*G rows (R with chunks) of Tp_bucket + max_new_tokens - 1 slots; the prompt KV is
 computed at batch P and repeated to the G rows (the saving is the prefill compute). See sampler.py
 for why the prompt KV is not kept at P rows.
 
 Files: processing.py (temperature / top-k / top-p / min-p, per-row keys, Gumbel-max draw), sampler.py
 (`SamplerConfig`, `prefill`, `sample_padded`), host.py (validation, bucketing, packing, `generate`).
 """
-from rlvr_jax.sampling.host import (SampleResult, bucket_batch_size, bucket_prompt_length, check_prompts, generate,
-                                    pack_prompts, schedule_decay)
+from rlvr_jax.sampling.host import (SampleResult, bucket_batch_size, bucket_prompt_length, check_prompts, chunk_prompts,
+                                    generate, pack_prompts, sample_in_chunks, schedule_decay)
 from rlvr_jax.sampling.processing import candidate_logits, gumbel_argmax, row_keys, sample_tokens
 from rlvr_jax.sampling.sampler import (FINISH_LENGTH, FINISH_STOP, TEMPERATURE_SCHEDULES, TRACE_COUNTS, SamplerConfig,
                                        phase_ends, position_temperature, prefill, sample_padded)
@@ -46,4 +51,5 @@ from rlvr_jax.sampling.sampler import (FINISH_LENGTH, FINISH_STOP, TEMPERATURE_S
 __all__ = ["generate", "SampleResult", "SamplerConfig", "sample_padded", "prefill", "FINISH_STOP",
            "FINISH_LENGTH", "TRACE_COUNTS", "check_prompts", "bucket_prompt_length", "bucket_batch_size",
            "pack_prompts", "candidate_logits", "gumbel_argmax", "row_keys", "sample_tokens", "phase_ends",
-           "position_temperature", "TEMPERATURE_SCHEDULES", "schedule_decay"]
+           "position_temperature", "TEMPERATURE_SCHEDULES", "schedule_decay", "chunk_prompts",
+           "sample_in_chunks"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,8 @@ class SampleResult:
   num_samples: G.
   num_steps: decode steps the device ran (the longest row's length: fewer than max_new_tokens when
     every row stopped early), or None when the producer did not record it.
+  call_steps: the decode steps of each device call when the rollout ran in chunks
+    (`sample_in_chunks`; a call stops when its own rows have), else None.
   """
 
   tokens: np.ndarray
@@ -48,6 +50,7 @@ class SampleResult:
   finish_reason: np.ndarray
   num_samples: int
   num_steps: int | None = None
+  call_steps: tuple[int, ...] | None = None
 
   FINISH_STOP = FINISH_STOP
   FINISH_LENGTH = FINISH_LENGTH
@@ -124,6 +127,72 @@ def schedule_decay(config: SamplerConfig, decay: float | None) -> jax.Array | No
   return jnp.float32(decay)
 
 
+def chunk_prompts(num_prompts: int, num_samples: int, max_rows: int | None, split: int = 1
+                  ) -> int | None:
+  """Prompts per sampler call when a rollout may use at most ``max_rows`` rows per call.
+
+  A row is one sample, so a call of p prompts holds p * ``num_samples`` rows, and the samples of a
+  prompt never straddle two calls. ``split`` is how many ways the call's batch is sharded (its
+  prompt count is padded to a multiple of it). Returns None when no bound is set (``max_rows`` None
+  or 0) or when the one call of today (the prompt count bucketed to a power of two, then padded to
+  ``split``) fits the bound; else the chunk size: the most prompts that fit, rounded down to a
+  multiple of ``split``. Every chunk, the last one padded with dummy prompts, then has that size, so
+  the chunks share one compiled program. Raises ValueError with the numbers when a call cannot hold
+  ``split`` prompts' samples (at least one prompt per device).
+  """
+  if not max_rows:
+    return None
+  max_rows, num_samples, split = int(max_rows), int(num_samples), int(split)
+  whole = -(-bucket_batch_size(num_prompts) // split) * split
+  if whole * num_samples <= max_rows:
+    return None
+  if max_rows < num_samples:
+    raise ValueError(f"max_rows_per_call={max_rows} cannot hold the {num_samples} samples of one "
+                     f"prompt (the samples of a prompt are drawn in one sampler call): use a "
+                     f"multiple of {num_samples * split}")
+  per_call = max_rows // num_samples // split * split
+  if per_call == 0:
+    raise ValueError(f"max_rows_per_call={max_rows} holds {max_rows // num_samples} prompts of "
+                     f"{num_samples} samples, fewer than the {split}-way data-parallel split of the "
+                     f"sampler's batch (one prompt per shard at least): use a multiple of "
+                     f"{num_samples} x {split} = {num_samples * split}")
+  return per_call
+
+
+def sample_in_chunks(call: Callable, fetch: Callable, rows: Sequence[np.ndarray], *,
+                     num_samples: int, per_call: int, num_rows: int, length: int,
+                     pad_id: int) -> SampleResult:
+  """One rollout as consecutive sampler calls of ``per_call`` prompts each (`chunk_prompts`).
+
+  ``call(tokens [num_rows, length], mask, row_offset)`` starts one chunk (``row_offset``: the global
+  number of its first row, so its rows draw the keys they would draw in a single call) and returns
+  its device outputs; ``fetch`` brings them to the host. Every chunk is packed to the same
+  [num_rows, length] (the last one with dummy prompts), so the chunks run one compiled program.
+  Chunk k + 1 is dispatched before chunk k is fetched: the host's transfer and packing overlap the
+  device's decoding, and at most two chunks' buffers are alive. Returns the rows of every chunk
+  in order (dummy rows dropped), as one `SampleResult`; ``num_steps`` is the longest chunk's and
+  ``call_steps`` lists every chunk's.
+  """
+  parts, pending = [], None
+  for start in range(0, len(rows), per_call):
+    chunk = rows[start:start + per_call]
+    tokens, mask = pack_prompts(chunk, num_rows=num_rows, length=length, pad_id=pad_id)
+    out = call(tokens, mask, np.uint32(start * num_samples))
+    if pending is not None:
+      parts.append(_real_rows(fetch(pending[1]), pending[0]))
+    pending = (len(chunk) * num_samples, out)
+  parts.append(_real_rows(fetch(pending[1]), pending[0]))
+  fields = {k: np.concatenate([p[k] for p in parts])
+            for k in ("tokens", "lengths", "logprobs", "finish_reason")}
+  steps = tuple(int(p["num_steps"]) for p in parts)
+  return SampleResult(**fields, num_samples=num_samples, num_steps=max(steps), call_steps=steps)
+
+
+def _real_rows(out: dict, keep: int) -> dict:
+  """A call's host outputs without its dummy prompts' samples (the trailing rows)."""
+  return {k: (np.asarray(v) if k == "num_steps" else np.asarray(v)[:keep]) for k, v in out.items()}
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled():
   """The jitted core, created lazily; jax.jit's own cache keys it on (graphdef, config, shapes)."""
@@ -135,7 +204,8 @@ def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, nu
              eos_ids: Sequence[int] = (), seed: int = 0, pad_id: int = 0,
              max_len: int | None = None, decode_phases: int = 0, temperature_end: float | None = None,
              temperature_schedule: str = "constant", temperature_offset: int = 0,
-             temperature_decay: float | None = None) -> SampleResult:
+             temperature_decay: float | None = None,
+             max_rows_per_call: int | None = None) -> SampleResult:
   """Samples ``num_samples`` continuations of every prompt with ``model`` (a `Transformer`).
 
   ``prompts`` is a list of token-id lists of any lengths. Temperature 0 is greedy. Each prompt is
@@ -150,6 +220,10 @@ def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, nu
   ``temperature_end=None``) is the unscheduled sampler, same program and same results. "ead" anneals
   from ``temperature`` to the floor ``temperature_end`` with the decay ``temperature_decay`` after
   ``temperature_offset`` tokens at temperature 1 (`position_temperature`).
+
+  ``max_rows_per_call`` (None or 0: no bound) bounds the rows (prompts x ``num_samples``) of one
+  device call: a larger rollout runs as chunks of whole prompts (`chunk_prompts`,
+  `sample_in_chunks`), with the same tokens as one call.
   """
   cfg = model.config
   config = SamplerConfig(max_new_tokens=max_new_tokens, num_samples=num_samples, temperature=temperature,
@@ -164,8 +238,15 @@ def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, nu
   max_len = cfg.max_position_embeddings if max_len is None else int(max_len)
   rows = check_prompts(prompts, vocab_size=cfg.vocab_size, max_new_tokens=max_new_tokens, max_len=max_len)
   length = bucket_prompt_length(max(r.size for r in rows))
-  tokens, mask = pack_prompts(rows, num_rows=bucket_batch_size(len(rows)), length=length, pad_id=pad_id)
   graphdef, state = nnx.split(model)
+  per_call = chunk_prompts(len(rows), num_samples, max_rows_per_call)
+  if per_call is not None:
+    def call(tokens, mask, offset):
+      return _compiled()(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), jax.random.key(seed),
+                         config, decay, offset)
+    return sample_in_chunks(call, jax.device_get, rows, num_samples=num_samples, per_call=per_call,
+                            num_rows=per_call, length=length, pad_id=pad_id)
+  tokens, mask = pack_prompts(rows, num_rows=bucket_batch_size(len(rows)), length=length, pad_id=pad_id)
   out = _compiled()(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), jax.random.key(seed), config,
                     decay)
   keep = len(rows) * num_samples  # dummy prompts come last, so their samples are the trailing rows

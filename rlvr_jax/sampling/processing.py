@@ -32,10 +32,19 @@ from jaxtyping import Array, Float, Int
 NEG_INF = -1e30
 
 
-def row_keys(rng: jax.Array, step: Int[Array, ""], num_rows: int) -> jax.Array:
-  """One PRNG key per row for decode step ``step``: ``fold_in(fold_in(rng, step), row)``."""
+def row_keys(rng: jax.Array, step: Int[Array, ""], num_rows: int,
+             row_offset: Int[Array, ""] | None = None) -> jax.Array:
+  """One PRNG key per row for decode step ``step``: ``fold_in(fold_in(rng, step), row)``.
+
+  ``row_offset`` (a traced uint32 scalar) shifts the row numbers: a chunk of a larger rollout whose
+  first row is global row k passes k, so its rows draw exactly the keys they would draw in one call.
+  None keeps the plain ``arange`` (the unchunked program).
+  """
   step_key = jax.random.fold_in(rng, step)
-  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(step_key, jnp.arange(num_rows, dtype=jnp.uint32))
+  rows = jnp.arange(num_rows, dtype=jnp.uint32)  # [B]
+  if row_offset is not None:
+    rows = rows + jnp.asarray(row_offset, jnp.uint32)
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(step_key, rows)
 
 
 def candidate_logits(logits: Float[Array, "B V"], *, temperature: float | Float[Array, ""], top_k: int,

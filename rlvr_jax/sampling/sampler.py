@@ -245,7 +245,8 @@ def _fan_out(x: jax.Array, g: int, axis: int = 0) -> jax.Array:
 
 def sample_padded(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: Int[Array, "P Tp"],
                   prompt_mask: Bool[Array, "P Tp"], rng: jax.Array, config: SamplerConfig,
-                  temperature_decay: jax.Array | None = None) -> dict[str, jax.Array]:
+                  temperature_decay: jax.Array | None = None,
+                  row_offset: jax.Array | None = None) -> dict[str, jax.Array]:
   """Samples ``config.num_samples`` continuations of each left-padded prompt, all on device.
 
   Args:
@@ -257,6 +258,9 @@ def sample_padded(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: Int[A
     config: the static `SamplerConfig`.
     temperature_decay: float32 scalar, the decay of the "ead" schedule (traced: a new value does
       not recompile); None for every other schedule.
+    row_offset: uint32 scalar, the global number of this call's first row when the call is one
+      chunk of a larger rollout (row r then draws the keys of row ``row_offset + r``; traced, so
+      every chunk runs one program); None (the default) for a whole rollout in one call.
 
   Returns a dict of device arrays, rows ordered prompt-major (row p * G + g is sample g of prompt p):
     tokens int32 [P*G, N] (``pad_id`` after a row's end; a stop id, when emitted, is included),
@@ -297,7 +301,7 @@ def sample_padded(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: Int[A
         temperature = config.temperature  # a Python float: the program is the unscheduled one
       else:
         temperature = position_temperature(config, t, temperature_decay)  # traced scalar, > 0
-      tok, logp = sample_tokens(logits[:, 0], row_keys(rng, t, b), temperature=temperature,
+      tok, logp = sample_tokens(logits[:, 0], row_keys(rng, t, b, row_offset), temperature=temperature,
                                 top_k=config.top_k, top_p=config.top_p, min_p=config.min_p)  # [B], [B]
       live = ~stopped  # rows still generating at step t
       tokens = lax.dynamic_update_slice(tokens, jnp.where(live, tok, config.pad_id)[:, None], (0, t))

@@ -79,6 +79,7 @@ RULES: dict[str, tuple[tuple[str, Callable[[Any], bool]], bool]] = {
     "rollout.top_p": (_range(0, 1, lo_open=True), False),
     "rollout.top_k": (NONNEG_INT, False),
     "rollout.min_p": (_range(0, 1, hi_open=True), False),
+    "rollout.max_rows_per_call": (NONNEG_INT, True),  # 0 / None: the whole rollout in one call
     "data.max_prompt_len": (COUNT, False),
     "data.labelled_fraction": (PROBABILITY, True),  # 0: every RL prompt unlabelled
     "data.rl_size": (COUNT, True),
@@ -166,6 +167,7 @@ def check_cross_keys(cfg: Any) -> None:
     if micro not in (_MISSING, 0) and micro > rows // num_mb:
       raise ConfigError(f"config.algo.micro_batch_size={micro} is larger than a mini-batch "
                         f"({rows} rows / algo.num_minibatches={num_mb} = {rows // num_mb})")
+  _check_rows_per_call(cfg)
   sft_steps, sft_batch = _get(cfg, "sft.steps"), _get(cfg, "sft.batch_size")
   sft_micro = _get(cfg, "sft.micro_batch_size")
   if sft_steps not in (_MISSING, 0) and sft_micro not in (_MISSING, 0) and sft_batch % sft_micro:
@@ -203,6 +205,35 @@ def check_cross_keys(cfg: Any) -> None:
           f"config.data.max_prompt_len={prompt_len} + config.rollout.max_new_tokens={new_tokens} "
           f"= {prompt_len + new_tokens} tokens exceed the model's context of {context[0]} "
           f"(max_position_embeddings of {context[1]})")
+
+
+def _check_rows_per_call(cfg: Any) -> None:
+  """``rollout.max_rows_per_call`` holds whole prompts (all G samples of one in the same sampler
+  call) and, when the mesh is given in full, whole prompts on every shard of the sampler's batch
+  (the mesh axes the ``batch`` rule names); with a ``-1`` axis the sampler checks at its first call."""
+  rows, samples = _get(cfg, "rollout.max_rows_per_call"), _get(cfg, "rollout.num_samples")
+  if rows in (_MISSING, None, 0) or samples is _MISSING:
+    return
+  if rows % samples:
+    raise ConfigError(f"config.rollout.max_rows_per_call={rows} is not a multiple of "
+                      f"config.rollout.num_samples={samples}: the samples of a prompt are drawn in "
+                      f"one sampler call (e.g. {max(rows // samples, 1) * samples})")
+  mesh = _get(cfg, "mesh")
+  if mesh is _MISSING or mesh is None:
+    return
+  from rlvr_jax.parallel import rules as rules_lib  # pylint: disable=import-outside-toplevel
+  rules = _get(cfg, "sharding_rules")
+  axes = rules_lib.mesh_axes_for("batch", rules_lib.as_rules(None if rules is _MISSING else rules))
+  sizes = {a: mesh.get(a, 1) for a in axes}
+  if any(not isinstance(v, int) or v < 1 for v in sizes.values()):
+    return  # an axis sized at run time (-1)
+  split = math.prod(sizes.values())
+  if (rows // samples) % split:
+    named = " x ".join(f"mesh.{a}={v}" for a, v in sizes.items())
+    raise ConfigError(f"config.rollout.max_rows_per_call={rows} holds {rows // samples} prompts of "
+                      f"config.rollout.num_samples={samples}, not a multiple of the {split}-way "
+                      f"data-parallel split of the sampler's batch ({named}): use a multiple of "
+                      f"{samples} x {split} = {samples * split}")
 
 
 def check_config(cfg: Any) -> None:

@@ -18,7 +18,8 @@ BAD = {
     "optim.eps": 0.0, "optim.grad_clip": -1.0, "rollout.prompts_per_step": 0,
     "rollout.num_samples": 0, "rollout.max_new_tokens": 0, "rollout.temperature": 0.0,
     "rollout.temperature_end": -1.0, "rollout.top_p": 0.0, "rollout.top_k": -1,
-    "rollout.min_p": 1.0, "data.max_prompt_len": 0, "data.labelled_fraction": 1.5,
+    "rollout.min_p": 1.0, "rollout.max_rows_per_call": -16, "data.max_prompt_len": 0,
+    "data.labelled_fraction": 1.5,
     "data.rl_size": 0, "reward.threshold": math.nan, "algo.epochs": 0, "algo.num_minibatches": 0,
     "algo.micro_batch_size": -2, "algo.clip_low": 1.2, "algo.clip_high": -0.1,
     "algo.dual_clip": 0.5, "algo.kl_coef": -0.01, "algo.entropy_coef": math.inf,
@@ -114,6 +115,16 @@ def test_greedy_eval_with_several_samples():
   cfg.eval.temperature, cfg.eval.num_samples = 0.0, 8
   with pytest.raises(validate.ConfigError, match="eval.temperature=0 makes the 8 samples"):
     validate.check_config(cfg)
+
+
+def test_rows_per_call_must_hold_whole_prompts():
+  cfg = _base()  # G = 4
+  cfg.rollout.max_rows_per_call = 10
+  with pytest.raises(validate.ConfigError, match=r"config.rollout.max_rows_per_call=10 is not a "
+                     r"multiple of config.rollout.num_samples=4: .* \(e.g. 8\)"):
+    validate.check_config(cfg)
+  cfg.rollout.max_rows_per_call = 8
+  validate.check_config(cfg)
 
 
 def test_prompt_plus_new_tokens_beyond_the_models_context():
